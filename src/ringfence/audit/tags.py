@@ -1,0 +1,51 @@
+"""The audit vocabulary: `area:subject:action` tags, one constant per kind of event."""
+
+from __future__ import annotations
+
+
+class EventTag:
+    """Every tag the audit log may carry; write events only with these."""
+
+    class Catalogue:
+        OrganisationInitialised = "catalogue:organisation:initialised"
+        ReleasePublished = "catalogue:release:published"
+        LicenceAdded = "catalogue:licence:added"
+
+    class Account:
+        UserAdded = "account:user:added"
+        UserSignedUp = "account:user:signed_up"
+        EmailVerified = "account:email:verified"
+        LoginSucceeded = "account:login:succeeded"
+        LoginFailed = "account:login:failed"
+        LoggedOut = "account:login:logged_out"
+        APITokenAdded = "account:api_token:added"
+        APITokenRevoked = "account:api_token:revoked"
+        RoleChanged = "account:role:changed"
+
+    class Access:
+        LicenceAccepted = "access:licence:accepted"
+        RequestSubmitted = "access:request:submitted"
+        RequestApproved = "access:request:approved"
+        RequestRejected = "access:request:rejected"
+        RequestAppealed = "access:request:appealed"
+        GrantAdded = "access:grant:added"
+        GrantRevoked = "access:grant:revoked"
+        GrantExpired = "access:grant:expired"
+        CircleChanged = "access:circle:changed"
+        NDARecorded = "access:nda:recorded"
+        NDACountersigned = "access:nda:countersigned"
+        InstitutionAdded = "access:institution:added"
+        RuleAdded = "access:rule:added"
+
+    class Fingerprint:
+        CopyIssued = "fingerprint:copy:issued"
+        RecipientRegistered = "fingerprint:recipient:registered"
+        RecipientsSimulated = "fingerprint:recipient:simulated"
+
+    class Distribution:
+        LinkCreated = "distribution:link:created"
+        Downloaded = "distribution:file:downloaded"
+        DownloadRefused = "distribution:file:refused"
+
+    class Tracing:
+        TraceRun = "tracing:trace:run"

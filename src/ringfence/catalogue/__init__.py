@@ -1,0 +1,1 @@
+"""The release catalogue: organisation, models, immutable releases, artifacts, licences."""

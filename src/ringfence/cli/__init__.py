@@ -1,0 +1,1 @@
+"""The ringfence command line: thin commands over the business areas."""

@@ -1,0 +1,42 @@
+"""Settings from the environment (RINGFENCE_*) with embedded defaults under one data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where ringfence keeps its state and how it reaches its services."""
+
+    model_config = SettingsConfigDict(env_prefix="RINGFENCE_", extra="ignore")
+
+    #: the data dir: SQLite database, blob store and secrets live under it
+    home: Path = Path(".ringfence")
+    #: overrides the SQLite file under `home` (e.g. postgresql+psycopg://...)
+    database_url: str | None = None
+    #: public base URL of this server, used in mails and links
+    base_url: str = "http://127.0.0.1:8000"
+    #: "outbox" keeps mails in the database (development, demo); "smtp" sends them
+    mail_backend: str = "outbox"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    mail_from: str = "ringfence@localhost"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the override, or the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'ringfence.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Content-addressed blob store of the local storage backend."""
+        return self.home / "blobs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Server-side secrets (never part of a release)."""
+        return self.home / "secrets"
