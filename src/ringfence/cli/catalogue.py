@@ -2,8 +2,137 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+from ringfence.catalogue import services as catalogue
+from ringfence.catalogue.models import Release
+from ringfence.cli.context import services
+from ringfence.cli.output import console, emit
+from ringfence.db import transaction
+
+releases_app = typer.Typer(help="List and inspect releases.", no_args_is_help=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def release_summary(release: Release) -> dict[str, Any]:
+    """A release as one flat record (the same fields in the CLI and the API)."""
+    return {
+        "release": release.ref,
+        "circle": release.circle,
+        "licence": release.licence.ref if release.licence else None,
+        "files": len(release.artifacts),
+        "size": release.total_size,
+        "parameters": release.parameter_count,
+        "manifest_sha256": release.manifest_sha256,
+        "created_at": release.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def release_detail(release: Release) -> dict[str, Any]:
+    """A release with every artifact and its tensor count."""
+    detail = release_summary(release)
+    detail["artifacts"] = [
+        {
+            "path": a.path, "size": a.size, "sha256": a.sha256, "format": a.format,
+            "tensors": len(a.tensors),
+        }
+        for a in release.artifacts
+    ]
+    return detail
+
+
+def init(
+    org: str = typer.Option("lab", "--org", help="The lab's organisation slug (repo ids: SLUG/MODEL)."),
+    name: str | None = typer.Option(None, "--name", help="Display name of the organisation."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create the data dir, the database and the lab's organisation."""
+    svc = services()
+    with transaction(svc.sessions) as session:
+        organisation = catalogue.init_organisation(session, org, name)
+        result = {"organisation": organisation.slug, "home": str(svc.settings.home.resolve())}
+    emit(result, as_json=as_json)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Serve the web app and the API."""
+    import uvicorn
+
+    from ringfence.web.app import create_app
+
+    uvicorn.run(create_app(services()), host=host, port=port, log_level="info")
+
+
+def publish(
+    path: Path = typer.Argument(..., help="A Hugging Face-layout directory or one weights file."),
+    model: str = typer.Option(..., "--model", help="Model name."),
+    version: str = typer.Option(..., "--version", help="Release version (immutable)."),
+    licence: str | None = typer.Option(None, "--licence", help="Licence SLUG[@VERSION]."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Validate and publish a release in one transaction (it starts in the in-house circle)."""
+    svc = services()
+    checks = _publish_checks(svc)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        console=console, disable=as_json, transient=True,
+    ) as bar:
+        task = bar.add_task("storing", total=None)
+
+        def progress(path: str, size: int) -> None:
+            bar.update(task, description=f"stored {path}", advance=size)
+
+        with transaction(svc.sessions) as session:
+            release = catalogue.publish(
+                session, svc.blobs, path, model=model, version=version, licence=licence,
+                checks=checks, progress=progress,
+            )
+            result = release_summary(release)
+    emit(result, as_json=as_json)
+
+
+def _publish_checks(svc: Any) -> tuple[catalogue.PublishCheck, ...]:
+    """Checks other areas run before a release is stored (e.g. fingerprint capacity)."""
+    try:
+        from ringfence.fingerprint.services import publish_checks
+    except ImportError:
+        return ()
+    checks: tuple[catalogue.PublishCheck, ...] = tuple(publish_checks(svc))
+    return checks
+
+
+@releases_app.command("list")
+def releases_list(as_json: bool = JSON_OPTION) -> None:
+    """Every release, newest first."""
+    with transaction(services().sessions) as session:
+        rows = [release_summary(r) for r in catalogue.list_releases(session)]
+    emit(rows, as_json=as_json, title="releases")
+
+
+@releases_app.command("show")
+def releases_show(ref: str = typer.Argument(..., help="MODEL@VERSION"), as_json: bool = JSON_OPTION) -> None:
+    """One release with its files."""
+    with transaction(services().sessions) as session:
+        detail = release_detail(catalogue.get_release(session, ref))
+    if as_json:
+        emit(detail, as_json=True)
+        return
+    artifacts = detail.pop("artifacts")
+    emit(detail, as_json=False)
+    emit(artifacts, as_json=False, title="files")
 
 
 def register(app: typer.Typer) -> None:
     """Add the catalogue commands to the root app."""
+    app.command()(init)
+    app.command()(serve)
+    app.command()(publish)
+    app.add_typer(releases_app, name="releases")

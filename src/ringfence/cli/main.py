@@ -24,7 +24,7 @@ def _register_optional() -> None:
     """Areas add their commands through `ringfence.cli.<area>.register(app)`."""
     import importlib
 
-    for area in ("demo", "convert", "access", "fingerprint", "distribution", "tracing"):
+    for area in ("demo", "convert", "access", "audit", "fingerprint", "distribution", "tracing"):
         try:
             module = importlib.import_module(f"ringfence.cli.{area}")
         except ModuleNotFoundError as exc:
