@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -37,22 +38,32 @@ def _register_optional() -> None:
 _register_optional()
 
 
-def main() -> None:
-    """Run the CLI, translating ringfence errors into one line on stderr and an exit code."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on `argv` and return the exit status; errors become one line on stderr."""
     try:
-        app(standalone_mode=False)
+        # Standalone mode: click renders its own usage errors and exits; ours propagate.
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except RingfenceError as exc:
         errors.print(f"[red]error:[/red] {exc.diagnostics()}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+        return exc.exit_code
+    except KeyboardInterrupt:
         errors.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and the like
-        import click
+        return 130
+    except Exception as exc:
+        if os.environ.get("RINGFENCE_DEBUG"):
+            raise
+        errors.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
+            "(a bug in ringfence; rerun with RINGFENCE_DEBUG=1 for the traceback and report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 70
+    return 0
 
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())

@@ -1,0 +1,95 @@
+"""Shared fixtures: an isolated data dir, services, the CLI in-process, small real models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from ringfence.settings import Settings
+from ringfence.wiring import Services, build
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh RINGFENCE_HOME (SQLite file + blob store) for one test."""
+    from ringfence.cli import context
+
+    path = tmp_path / "home"
+    monkeypatch.setenv("RINGFENCE_HOME", str(path))
+    monkeypatch.delenv("RINGFENCE_DATABASE_URL", raising=False)
+    context.services.cache_clear()
+    yield path
+    context.services.cache_clear()
+
+
+@pytest.fixture
+def services(home: Path) -> Services:
+    """Services on the fresh data dir, schema migrated."""
+    built = build(Settings(home=home))
+    built.prepare()
+    return built
+
+
+@dataclass
+class CliResult:
+    """What one CLI invocation did."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+CliRunner = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(home: Path, capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run `ringfence ARGS...` in-process, exactly as the console script does."""
+    from ringfence.cli.main import run
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+def write_tiny_model(directory: Path, *, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
+    """A small Hugging Face-layout model: config, tokenizer files and F32 safetensors weights."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, np.ndarray] = {
+        "model.embed_tokens.weight": rng.normal(0, 0.02, (256, hidden)).astype(np.float32),
+        "model.norm.weight": np.ones(hidden, dtype=np.float32),
+    }
+    for i in range(layers):
+        for name, shape in (
+            ("self_attn.q_proj.weight", (hidden, hidden)),
+            ("self_attn.k_proj.weight", (hidden, hidden)),
+            ("mlp.up_proj.weight", (4 * hidden, hidden)),
+            ("mlp.down_proj.weight", (hidden, 4 * hidden)),
+        ):
+            tensors[f"model.layers.{i}.{name}"] = rng.normal(0, 0.02, shape).astype(np.float32)
+        tensors[f"model.layers.{i}.input_layernorm.weight"] = np.ones(hidden, dtype=np.float32)
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": hidden}))
+    (directory / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {}}))
+    (directory / "README.md").write_text("# tiny\nA model made by the test suite.\n")
+    return directory
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    """A small HF-layout model directory with real safetensors weights."""
+    return write_tiny_model(tmp_path / "tiny")

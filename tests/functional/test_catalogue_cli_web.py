@@ -1,0 +1,78 @@
+"""The catalogue through the CLI and HTTP, with a real SQLite file and real weights files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import CliRunner
+
+HOSTILE = Path(__file__).parents[1] / "data" / "hostile"
+
+
+def test_init_publish_list_show(cli: CliRunner, tiny_model: Path) -> None:
+    assert cli("init", "--org", "acme", "--json").code == 0
+    published = cli("publish", str(tiny_model), "--model", "tiny", "--version", "1.0", "--json")
+    assert published.code == 0, published.err
+    assert published.json()["release"] == "tiny@1.0"
+    listed = cli("releases", "list", "--json").json()
+    assert [r["release"] for r in listed] == ["tiny@1.0"]
+    shown = cli("releases", "show", "tiny@1.0", "--json").json()
+    files = {a["path"]: a for a in shown["artifacts"]}
+    assert files["model.safetensors"]["tensors"] == 12
+    assert files["config.json"]["format"] == "json"
+
+
+def test_publish_refuses_a_pickle_with_one_line_and_exit_2(
+    cli: CliRunner, tiny_model: Path
+) -> None:
+    cli("init")
+    shutil.copy(HOSTILE / "pickle_protocol2.bin", tiny_model / "pytorch_model.bin")
+    result = cli("publish", str(tiny_model), "--model", "tiny", "--version", "1")
+    assert result.code == 2
+    assert result.err.strip().count("\n") == 0
+    assert "pickle" in result.err and "safetensors" in result.err
+    assert "Traceback" not in result.err
+    assert cli("releases", "list", "--json").json() == []
+
+
+def test_publish_refuses_overlapping_offsets_with_one_line_and_exit_2(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    cli("init")
+    result = cli(
+        "publish", str(HOSTILE / "overlapping_offsets.safetensors"), "--model", "m", "--version", "1"
+    )
+    assert result.code == 2
+    assert result.err.strip().count("\n") == 0
+    assert "overlap" in result.err
+    assert cli("releases", "list", "--json").json() == []
+
+
+def test_publish_before_init_says_what_to_do(cli: CliRunner, tiny_model: Path) -> None:
+    result = cli("publish", str(tiny_model), "--model", "tiny", "--version", "1")
+    assert result.code == 2
+    assert "ringfence init" in result.err
+
+
+def test_web_catalogue_and_api(cli: CliRunner, tiny_model: Path) -> None:
+    from ringfence.web.app import create_app
+
+    cli("init", "--org", "acme")
+    cli("publish", str(tiny_model), "--model", "tiny", "--version", "1.0")
+    client = TestClient(create_app())
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "acme/tiny" in page.text and "tiny@1.0" in page.text
+    release = client.get("/models/tiny/1.0")
+    assert release.status_code == 200
+    assert "model.safetensors" in release.text and "in-house" in release.text
+    api = client.get("/api/v1/releases/tiny/1.0").json()
+    assert api["circle"] == "in-house"
+    assert {a["path"] for a in api["artifacts"]} >= {"model.safetensors", "config.json"}
+    missing = client.get("/api/v1/releases/tiny/9.9")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "NotFound"
+    assert client.get("/api/v1/openapi.json").status_code == 200
