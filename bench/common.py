@@ -18,8 +18,16 @@ def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
 
 
 def ratio_row(
-    section: str, name: str, value: float, unit: str, baseline: str, baseline_value: float,
-    *, higher_is_better: bool, goal: float | None = None, note: str = "",
+    section: str,
+    name: str,
+    value: float,
+    unit: str,
+    baseline: str,
+    baseline_value: float,
+    *,
+    higher_is_better: bool,
+    goal: float | None = None,
+    note: str = "",
 ) -> dict[str, Any]:
     """A figure as a ratio against its baseline; for times, ratio = value / baseline."""
     ratio = value / baseline_value if baseline_value else None
@@ -29,7 +37,14 @@ def ratio_row(
         met = ratio >= goal if higher_is_better else ratio <= goal
         goal_text = f"{'>=' if higher_is_better else '<='} {goal}x"
     return {
-        "section": section, "name": name, "value": value, "unit": unit, "baseline": baseline,
-        "baseline_value": baseline_value, "ratio": ratio, "goal": goal_text, "met": met,
+        "section": section,
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_value": baseline_value,
+        "ratio": ratio,
+        "goal": goal_text,
+        "met": met,
         "note": note,
     }

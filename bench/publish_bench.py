@@ -40,16 +40,20 @@ def run() -> list[dict[str, Any]]:
                 catalogue.init_organisation(session, "lab")
             started = time.perf_counter()
             with transaction(services.sessions) as session:
-                catalogue.publish(
-                    session, services.blobs, source, model="smollm2", version="1.0"
-                )
+                catalogue.publish(session, services.blobs, source, model="smollm2", version="1.0")
             return time.perf_counter() - started
 
     publish = min(publish_once() for _ in range(3))
     rows = [
         ratio_row(
-            "foundation", f"publish smollm2@1.0 ({total / 2**20:.0f} MiB, validate + store + record)",
-            publish, "s", "sha256sum of the same files", baseline, higher_is_better=False, goal=2.0,
+            "foundation",
+            f"publish smollm2@1.0 ({total / 2**20:.0f} MiB, validate + store + record)",
+            publish,
+            "s",
+            "sha256sum of the same files",
+            baseline,
+            higher_is_better=False,
+            goal=2.0,
         )
     ]
 
@@ -71,9 +75,14 @@ def run() -> list[dict[str, Any]]:
     tensors = len(json.loads(header)) - 1
     rows.append(
         ratio_row(
-            "foundation", f"safetensors header validation ({tensors} tensors, {n} B header)",
-            ours, "headers/s", "open + json.loads of the same header", plain,
-            higher_is_better=True, note="strict checks: dtypes, shapes, offsets, coverage",
+            "foundation",
+            f"safetensors header validation ({tensors} tensors, {n} B header)",
+            ours,
+            "headers/s",
+            "open + json.loads of the same header",
+            plain,
+            higher_is_better=True,
+            note="strict checks: dtypes, shapes, offsets, coverage",
         )
     )
     return rows

@@ -83,7 +83,9 @@ def write_tiny_model(directory: Path, *, seed: int = 0, hidden: int = 64, layers
             tensors[f"model.layers.{i}.{name}"] = rng.normal(0, 0.02, shape).astype(np.float32)
         tensors[f"model.layers.{i}.input_layernorm.weight"] = np.ones(hidden, dtype=np.float32)
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": hidden}))
+    (directory / "config.json").write_text(
+        json.dumps({"model_type": "llama", "hidden_size": hidden})
+    )
     (directory / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {}}))
     (directory / "README.md").write_text("# tiny\nA model made by the test suite.\n")
     return directory

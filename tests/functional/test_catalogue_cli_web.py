@@ -43,7 +43,12 @@ def test_publish_refuses_overlapping_offsets_with_one_line_and_exit_2(
 ) -> None:
     cli("init")
     result = cli(
-        "publish", str(HOSTILE / "overlapping_offsets.safetensors"), "--model", "m", "--version", "1"
+        "publish",
+        str(HOSTILE / "overlapping_offsets.safetensors"),
+        "--model",
+        "m",
+        "--version",
+        "1",
     )
     assert result.code == 2
     assert result.err.strip().count("\n") == 0

@@ -18,13 +18,25 @@ GENESIS = "0" * 64
 
 
 def _digest(
-    prev_hash: str, seq: int, tag: str, actor: str, subject: str, ip: str | None,
-    payload: dict[str, Any], created_at: datetime,
+    prev_hash: str,
+    seq: int,
+    tag: str,
+    actor: str,
+    subject: str,
+    ip: str | None,
+    payload: dict[str, Any],
+    created_at: datetime,
 ) -> str:
     body = json.dumps(
         {
-            "prev": prev_hash, "seq": seq, "tag": tag, "actor": actor, "subject": subject,
-            "ip": ip, "payload": payload, "at": created_at.isoformat(timespec="microseconds"),
+            "prev": prev_hash,
+            "seq": seq,
+            "tag": tag,
+            "actor": actor,
+            "subject": subject,
+            "ip": ip,
+            "payload": payload,
+            "at": created_at.isoformat(timespec="microseconds"),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -55,8 +67,14 @@ def record(
     seq = (last.seq + 1) if last else 1
     created_at = utcnow()
     event = AuditEvent(
-        seq=seq, tag=tag, actor=actor, subject=subject, ip=ip, payload=payload,
-        created_at=created_at, prev_hash=prev_hash,
+        seq=seq,
+        tag=tag,
+        actor=actor,
+        subject=subject,
+        ip=ip,
+        payload=payload,
+        created_at=created_at,
+        prev_hash=prev_hash,
         hash=_digest(prev_hash, seq, tag, actor, subject, ip, payload, created_at),
     )
     session.add(event)
@@ -89,8 +107,14 @@ def verify(session: Session) -> ChainReport:
         if event.prev_hash != prev_hash:
             return ChainReport(count, event.seq, "its link to the previous event is broken")
         digest = _digest(
-            event.prev_hash, event.seq, event.tag, event.actor, event.subject, event.ip,
-            event.payload, event.created_at,
+            event.prev_hash,
+            event.seq,
+            event.tag,
+            event.actor,
+            event.subject,
+            event.ip,
+            event.payload,
+            event.created_at,
         )
         if digest != event.hash:
             return ChainReport(count, event.seq, "its content does not match its hash")

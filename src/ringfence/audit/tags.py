@@ -21,6 +21,12 @@ class EventTag:
         APITokenAdded = "account:api_token:added"
         APITokenRevoked = "account:api_token:revoked"
         RoleChanged = "account:role:changed"
+        PasswordSet = "account:password:set"
+        PasswordResetRequested = "account:password:reset_requested"
+        SignUpRepeated = "account:user:signup_repeated"
+        UserUpdated = "account:user:updated"
+        UserDisabled = "account:user:disabled"
+        LoginRateLimited = "account:login:rate_limited"
 
     class Access:
         LicenceAccepted = "access:licence:accepted"
@@ -36,6 +42,15 @@ class EventTag:
         NDACountersigned = "access:nda:countersigned"
         InstitutionAdded = "access:institution:added"
         RuleAdded = "access:rule:added"
+        RequestExpired = "access:request:expired"
+        RequestRevoked = "access:request:revoked"
+        GrantRenewed = "access:grant:renewed"
+        InstitutionGrantAdded = "access:institution_grant:added"
+        InstitutionGrantRevoked = "access:institution_grant:revoked"
+        InstitutionUpdated = "access:institution:updated"
+        NDARevoked = "access:nda:revoked"
+        PolicyChanged = "access:policy:changed"
+        ReleaseLicenceChanged = "access:licence:set"
 
     class Fingerprint:
         CopyIssued = "fingerprint:copy:issued"

@@ -39,7 +39,8 @@ def parse_ref(ref: str) -> tuple[str, str]:
     name = name.split("/", 1)[-1]
     if not sep or not MODEL_NAME.match(name) or not VERSION.match(version):
         raise InvalidInput(
-            f"{ref!r} is not a release reference", hint="write it as MODEL@VERSION, e.g. smollm2@1.0"
+            f"{ref!r} is not a release reference",
+            hint="write it as MODEL@VERSION, e.g. smollm2@1.0",
         )
     return name, version
 
@@ -103,9 +104,7 @@ def list_releases(session: Session) -> list[Release]:
 def list_models(session: Session) -> list[Model]:
     """Every model with its releases."""
     return list(
-        session.scalars(
-            select(Model).options(selectinload(Model.releases)).order_by(Model.name)
-        )
+        session.scalars(select(Model).options(selectinload(Model.releases)).order_by(Model.name))
     )
 
 
@@ -136,13 +135,19 @@ def add_licence(session: Session, slug: str, title: str, text: str, actor: str) 
     if newest is not None and newest.sha256 == digest:
         return newest
     licence = Licence(
-        slug=slug, version=(newest.version + 1) if newest else 1, title=title, text=text,
+        slug=slug,
+        version=(newest.version + 1) if newest else 1,
+        title=title,
+        text=text,
         sha256=digest,
     )
     session.add(licence)
     session.flush()
     record(
-        session, EventTag.Catalogue.LicenceAdded, actor=actor, subject=licence.ref,
+        session,
+        EventTag.Catalogue.LicenceAdded,
+        actor=actor,
+        subject=licence.ref,
         payload={"sha256": digest, "title": title},
     )
     return licence
@@ -250,12 +255,17 @@ def publish(
             progress(f.path, size)
         entries.append(ManifestEntry(f.path, size, sha))
         artifact = Artifact(
-            path=f.path, size=size, sha256=sha, format=kind,
+            path=f.path,
+            size=size,
+            sha256=sha,
+            format=kind,
             data_offset=index.data_offset if index else None,
         )
         if index is not None:
             artifact.tensors = [
-                TensorEntry(name=t.name, dtype=t.dtype, shape=list(t.shape), begin=t.begin, end=t.end)
+                TensorEntry(
+                    name=t.name, dtype=t.dtype, shape=list(t.shape), begin=t.begin, end=t.end
+                )
                 for t in index.tensors
             ]
         artifacts.append(artifact)
@@ -268,7 +278,10 @@ def publish(
         session.add(model_row)
         session.flush()
     release = Release(
-        model=model_row, version=version, licence=lic, circle="in-house",
+        model=model_row,
+        version=version,
+        licence=lic,
+        circle="in-house",
         manifest_sha256=manifest_sha256(model, version, entries),
         total_size=sum(e.size for e in entries),
         parameter_count=sum(i.parameter_count for i in indexes),
@@ -277,7 +290,10 @@ def publish(
     session.add(release)
     session.flush()
     record(
-        session, EventTag.Catalogue.ReleasePublished, actor=actor, subject=release.ref,
+        session,
+        EventTag.Catalogue.ReleasePublished,
+        actor=actor,
+        subject=release.ref,
         payload={
             "manifest_sha256": release.manifest_sha256,
             "files": [{"path": e.path, "sha256": e.sha256, "size": e.size} for e in entries],

@@ -38,7 +38,10 @@ def release_detail(release: Release) -> dict[str, Any]:
     detail = release_summary(release)
     detail["artifacts"] = [
         {
-            "path": a.path, "size": a.size, "sha256": a.sha256, "format": a.format,
+            "path": a.path,
+            "size": a.size,
+            "sha256": a.sha256,
+            "format": a.format,
             "tensors": len(a.tensors),
         }
         for a in release.artifacts
@@ -47,7 +50,9 @@ def release_detail(release: Release) -> dict[str, Any]:
 
 
 def init(
-    org: str = typer.Option("lab", "--org", help="The lab's organisation slug (repo ids: SLUG/MODEL)."),
+    org: str = typer.Option(
+        "lab", "--org", help="The lab's organisation slug (repo ids: SLUG/MODEL)."
+    ),
     name: str | None = typer.Option(None, "--name", help="Display name of the organisation."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -82,8 +87,12 @@ def publish(
     svc = services()
     checks = _publish_checks(svc)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-        console=console, disable=as_json, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        console=console,
+        disable=as_json,
+        transient=True,
     ) as bar:
         task = bar.add_task("storing", total=None)
 
@@ -92,8 +101,14 @@ def publish(
 
         with transaction(svc.sessions) as session:
             release = catalogue.publish(
-                session, svc.blobs, path, model=model, version=version, licence=licence,
-                checks=checks, progress=progress,
+                session,
+                svc.blobs,
+                path,
+                model=model,
+                version=version,
+                licence=licence,
+                checks=checks,
+                progress=progress,
             )
             result = release_summary(release)
     emit(result, as_json=as_json)
@@ -118,7 +133,9 @@ def releases_list(as_json: bool = JSON_OPTION) -> None:
 
 
 @releases_app.command("show")
-def releases_show(ref: str = typer.Argument(..., help="MODEL@VERSION"), as_json: bool = JSON_OPTION) -> None:
+def releases_show(
+    ref: str = typer.Argument(..., help="MODEL@VERSION"), as_json: bool = JSON_OPTION
+) -> None:
     """One release with its files."""
     with transaction(services().sessions) as session:
         detail = release_detail(catalogue.get_release(session, ref))

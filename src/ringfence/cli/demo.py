@@ -39,10 +39,16 @@ def run(
         except NotFound:
             console.print(f"publishing {ref} ...")
             catalogue.publish(
-                session, svc.blobs, demo.demo_hf_dir(), model=demo.MODEL_NAME,
-                version=demo.MODEL_VERSION, actor="demo",
+                session,
+                svc.blobs,
+                demo.demo_hf_dir(),
+                model=demo.MODEL_NAME,
+                version=demo.MODEL_VERSION,
+                actor="demo",
             )
-    console.print(f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/ (API docs: /api/v1/docs)\n")
+    console.print(
+        f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/ (API docs: /api/v1/docs)\n"
+    )
     import uvicorn
 
     from ringfence.web.app import create_app

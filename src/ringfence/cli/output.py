@@ -13,7 +13,9 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], *, as_json: bool, title: str = "") -> None:
+def emit(
+    rows: Sequence[dict[str, Any]] | dict[str, Any], *, as_json: bool, title: str = ""
+) -> None:
     """Print rows as a table (or one record as key/value lines), or as JSON."""
     if as_json:
         print(json.dumps(rows, indent=2, default=str))

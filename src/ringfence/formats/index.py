@@ -76,7 +76,11 @@ def sniff_format(path: Path) -> str:
     if path.suffix.lower() == ".json":
         return "json"
     if path.suffix.lower() in (".md", ".txt", ".model", ".jinja", ".py") or path.name in (
-        "LICENSE", "README", "NOTICE", "merges.txt", "vocab.txt",
+        "LICENSE",
+        "README",
+        "NOTICE",
+        "merges.txt",
+        "vocab.txt",
     ):
         return "text"
     return "other"

@@ -43,16 +43,16 @@ def test_publish_records_every_file_with_its_hash(services: Services, tiny_model
         assert stored.parameter_count == sum(
             int(__import__("math").prod(t.shape)) for t in weights.tensors
         )
-    assert release.manifest_sha256 == hashlib.sha256(
-        canonical_manifest(
-            "tiny",
-            "1.0",
-            [
-                catalogue.ManifestEntry(p, a.size, a.sha256)
-                for p, a in paths.items()
-            ],
-        )
-    ).hexdigest()
+    assert (
+        release.manifest_sha256
+        == hashlib.sha256(
+            canonical_manifest(
+                "tiny",
+                "1.0",
+                [catalogue.ManifestEntry(p, a.size, a.sha256) for p, a in paths.items()],
+            )
+        ).hexdigest()
+    )
 
 
 def test_releases_are_immutable(services: Services, tiny_model: Path) -> None:
@@ -99,9 +99,10 @@ def test_licence_versions_increase_and_identical_text_is_idempotent(services: Se
         second = catalogue.add_licence(session, "research", "Research", "v2 text", actor="t")
         assert (first.version, same.id, second.version) == (1, first.id, 2)
         assert catalogue.get_licence(session, "research").version == 2
-        assert catalogue.get_licence(session, "research@1").sha256 == hashlib.sha256(
-            b"v1 text"
-        ).hexdigest()
+        assert (
+            catalogue.get_licence(session, "research@1").sha256
+            == hashlib.sha256(b"v1 text").hexdigest()
+        )
 
 
 def test_organisation_cannot_be_reinitialised_under_another_slug(services: Services) -> None:
