@@ -95,3 +95,27 @@ def write_tiny_model(directory: Path, *, seed: int = 0, hidden: int = 64, layers
 def tiny_model(tmp_path: Path) -> Path:
     """A small HF-layout model directory with real safetensors weights."""
     return write_tiny_model(tmp_path / "tiny")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on 127.0.0.1:5432 for one test, dropped afterwards."""
+    import os
+    import uuid
+
+    import psycopg
+
+    admin = os.environ.get("RINGFENCE_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+    name = f"rf_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {admin}: {exc}")
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
