@@ -1,0 +1,133 @@
+"""Which tensors of a weights file carry the fingerprint, and whether a release has room for it.
+
+Only matrices are touched: 2-D tensors (linear layers, embeddings) with at least
+`MIN_ELEMENTS` elements and both sides ≥ 16. Norms, biases and small tensors are left alone:
+they are few weights with a large effect each. A matrix in a type we cannot mark is refused
+rather than passed through unmarked, since an unmarked copy would be an untraceable one.
+
+Capacity: every code symbol must be spread over at least `MIN_ACTIVE_PER_SYMBOL` changed
+weights (at density 2^-d, that is 2^d times as many carrier weights), so that a symbol still
+reads right after Q4_0 re-quantisation adds noise of ~8.5% of the weights' std
+(FIELD-NOTES): one bf16 ulp is ~0.6% of std, √512 · 0.6/8.5 ≈ 1.6 standard deviations per
+symbol before the code's own redundancy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ringfence.errors import CapacityError, UnsupportedFormat
+from ringfence.fingerprint import carrier
+from ringfence.fingerprint.code import CodeParams
+from ringfence.formats.index import TensorInfo, WeightsIndex
+
+#: the types a fingerprint can be embedded in, per format
+SUPPORTED = {
+    "safetensors": ("BF16", "F16", "F32"),
+    "gguf": ("BF16", "F16", "F32", "Q8_0"),
+}
+MIN_ELEMENTS = 65536
+MIN_SIDE = 16
+MIN_ACTIVE_PER_SYMBOL = 512
+#: one weight in 2^DENSITY_LOG2 is changed (by one step of its format)
+DENSITY_LOG2 = 3
+
+
+@dataclass(frozen=True)
+class CarrierTensor:
+    """A tensor that carries part of the code, with its secret carrier seed."""
+
+    name: str
+    dtype: str
+    numel: int
+    begin: int
+    end: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class FingerprintPlan:
+    """How one weights file is fingerprinted for a release (secret: holds carrier seeds)."""
+
+    code_length: int
+    density_log2: int
+    tensors: tuple[CarrierTensor, ...]
+
+    @property
+    def carrier_weights(self) -> int:
+        """Number of weights in carrying tensors."""
+        return sum(t.numel for t in self.tensors)
+
+
+def is_carrier_candidate(tensor: TensorInfo) -> bool:
+    """Whether a tensor is a matrix big enough to carry code symbols."""
+    return len(tensor.shape) == 2 and min(tensor.shape) >= MIN_SIDE and tensor.numel >= MIN_ELEMENTS
+
+
+def carrier_tensors(index: WeightsIndex) -> list[TensorInfo]:
+    """The tensors of a file that will carry the code; refuses matrices of unsupported types."""
+    supported = SUPPORTED.get(index.format, ())
+    chosen: list[TensorInfo] = []
+    refused: dict[str, list[str]] = {}
+    for tensor in index.tensors:
+        if not is_carrier_candidate(tensor):
+            continue
+        if tensor.dtype in supported:
+            chosen.append(tensor)
+        else:
+            refused.setdefault(tensor.dtype, []).append(tensor.name)
+    if refused:
+        kinds = ", ".join(
+            f"{dtype} ({len(names)} tensors, e.g. {names[0]})"
+            for dtype, names in sorted(refused.items())
+        )
+        raise UnsupportedFormat(
+            f"cannot fingerprint {index.format} matrices of type {kinds}",
+            hint=f"publish {index.format} weights in one of {', '.join(supported)}",
+        )
+    return chosen
+
+
+def required_weights(code_length: int, density_log2: int = DENSITY_LOG2) -> int:
+    """How many carrier weights a code of this length needs."""
+    return code_length * MIN_ACTIVE_PER_SYMBOL << density_log2
+
+
+def check_capacity(indexes: Sequence[WeightsIndex], params: CodeParams | None = None) -> None:
+    """Refuse a release whose matrices are too few to carry the code (`CapacityError`).
+
+    Raises `UnsupportedFormat` for a matrix in a type a fingerprint cannot be embedded in.
+    """
+    params = params or CodeParams()
+    has = sum(t.numel for index in indexes for t in carrier_tensors(index))
+    needs = required_weights(params.design.length)
+    if has < needs:
+        raise CapacityError(
+            f"the release's matrices can carry a fingerprint in {has:,} weights; "
+            f"a code for {params.max_recipients:,} recipients and {params.max_colluders} "
+            f"colluders ({params.design.length:,} symbols) needs {needs:,}: has {has:,}, "
+            f"needs {needs:,}",
+            hint="publish a larger model, or lower the number of recipients or colluders",
+        )
+
+
+def build_plan(
+    index: WeightsIndex, key: bytes, params: CodeParams | None = None
+) -> FingerprintPlan:
+    """The plan for one weights file under a release key (carrier seeds keyed by tensor name)."""
+    params = params or CodeParams()
+    tensors = tuple(
+        CarrierTensor(
+            name=t.name,
+            dtype=t.dtype,
+            numel=t.numel,
+            begin=t.begin,
+            end=t.end,
+            seed=carrier.seed(key, f"carrier:{t.name}"),
+        )
+        for t in carrier_tensors(index)
+    )
+    return FingerprintPlan(
+        code_length=params.design.length, density_log2=DENSITY_LOG2, tensors=tensors
+    )
