@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +13,10 @@ from ringfence.db import make_engine, make_sessionmaker, migrate
 from ringfence.secrets import LocalSecretStore, SecretStore
 from ringfence.settings import Settings
 from ringfence.storage import BlobStore, LocalBlobStore
+
+if TYPE_CHECKING:
+    from ringfence.access.mail import Mailer
+    from ringfence.access.ratelimit import LoginLimiter
 
 
 @dataclass
@@ -35,6 +40,20 @@ class Services:
     @cached_property
     def secrets(self) -> SecretStore:
         return LocalSecretStore(self.settings.secrets_dir)
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        """Delivers queued mails: SMTP, or the development outbox (settings.mail_backend)."""
+        from ringfence.access.mail import make_mailer
+
+        return make_mailer(self.settings)
+
+    @cached_property
+    def login_limiter(self) -> LoginLimiter:
+        """Sign-in attempt limits, in this process's memory."""
+        from ringfence.access.ratelimit import LoginLimiter
+
+        return LoginLimiter()
 
     def prepare(self) -> None:
         """Create the data dir and bring the database schema up to date."""

@@ -1,0 +1,466 @@
+"""Accounts: sign-up, email verification, passwords, sign-in, browser sessions, institutions.
+
+Messages never reveal whether an address has an account: sign-up always answers "check your
+mail" (an existing owner gets a "someone tried to sign up" mail instead), a reset request
+always answers the same, and sign-in failures all read "invalid email or password".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets as pysecrets
+from datetime import timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ringfence.access import mail
+from ringfence.access.models import ROLES, Institution, User, WebSession
+from ringfence.access.ratelimit import LoginLimiter
+from ringfence.audit.services import record
+from ringfence.audit.tags import EventTag
+from ringfence.db import utcnow
+from ringfence.errors import (
+    AuthenticationRequired,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    TokenExpired,
+    TokenInvalid,
+)
+from ringfence.secrets import SecretStore
+
+# One address, one @, a dotted domain: strict enough to catch typos, loose enough for real mail.
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+SESSION_LIFETIME = timedelta(days=14)
+VERIFY_MAX_AGE_S = 3 * 24 * 3600
+RESET_MAX_AGE_S = 24 * 3600
+
+#: argon2id with the library's defaults (RFC 9106's second recommended profile)
+hasher = PasswordHasher()
+# Compared against when the address is unknown, so a miss costs as long as a wrong password.
+_DUMMY_HASH = hasher.hash("ringfence-dummy-password")
+
+
+def normalise_email(email: str) -> str:
+    """The address lowercased and checked, or InvalidInput saying what is wrong."""
+    cleaned = email.strip().lower()
+    if not cleaned:
+        raise InvalidInput("email: enter your email address")
+    if len(cleaned) > 320 or not EMAIL.match(cleaned):
+        raise InvalidInput(f"email: {email.strip()[:80]!r} is not an email address")
+    return cleaned
+
+
+def email_domain(email: str) -> str:
+    """The domain part of an (already normalised) address."""
+    return email.rpartition("@")[2]
+
+
+def check_password(password: str) -> None:
+    """InvalidInput unless the password is long enough (and not absurdly long)."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password: use at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"password: use at most {MAX_PASSWORD} characters")
+
+
+def check_role(role: str) -> str:
+    """The role if it is one ringfence knows."""
+    if role not in ROLES:
+        raise InvalidInput(f"role: {role!r} is not a role", hint=f"use one of {', '.join(ROLES)}")
+    return role
+
+
+def _serializer(secrets: SecretStore, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secrets.derive("account:mail-link").hex(), salt=purpose)
+
+
+def _password_marker(user: User) -> str:
+    # Binds a reset link to the current password: once used (or the password changes) it is dead.
+    return hashlib.sha256((user.password_hash or "unset").encode()).hexdigest()[:16]
+
+
+def mail_link_token(secrets: SecretStore, purpose: str, user: User) -> str:
+    """A signed, expiring token for a link in a mail ("verify-email" or "set-password")."""
+    payload: dict[str, Any] = {"u": user.id, "e": user.email}
+    if purpose == "set-password":
+        payload["p"] = _password_marker(user)
+    return str(_serializer(secrets, purpose).dumps(payload))
+
+
+def _read_link(session: Session, secrets: SecretStore, purpose: str, token: str) -> User:
+    max_age = VERIFY_MAX_AGE_S if purpose == "verify-email" else RESET_MAX_AGE_S
+    try:
+        payload = _serializer(secrets, purpose).loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise TokenExpired("this link has expired", hint="ask for a new one") from exc
+    except BadSignature as exc:
+        raise TokenInvalid(
+            "this link is not valid", hint="copy the whole link from the mail"
+        ) from exc
+    user = session.get(User, payload.get("u")) if isinstance(payload, dict) else None
+    if user is None or user.email != payload.get("e") or not user.is_active:
+        raise TokenInvalid("this link is not valid", hint="ask for a new one")
+    if purpose == "set-password" and payload.get("p") != _password_marker(user):
+        raise TokenExpired("this link was already used", hint="ask for a new one")
+    return user
+
+
+def get_user(session: Session, email: str) -> User:
+    """The user with this address, or NotFound."""
+    user = session.scalars(select(User).where(User.email == normalise_email(email))).first()
+    if user is None:
+        raise NotFound(f"no user {email!r}", hint="add one with `ringfence users add EMAIL`")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, by address."""
+    return list(session.scalars(select(User).order_by(User.email)))
+
+
+def _institution_for_domain(session: Session, email: str) -> Institution | None:
+    domain = email_domain(email)
+    for institution in session.scalars(select(Institution)):
+        if domain in (institution.domains or []):
+            return institution
+    return None
+
+
+def add_user(
+    session: Session,
+    secrets: SecretStore,
+    email: str,
+    *,
+    role: str = "member",
+    institution: str | None = None,
+    name: str = "",
+    actor: str,
+    base_url: str,
+) -> User:
+    """An admin adds a person: verified by the admin's word, invited to set a password by mail."""
+    address = normalise_email(email)
+    check_role(role)
+    if session.scalars(select(User).where(User.email == address)).first() is not None:
+        raise Conflict(
+            f"user {address} already exists", hint="change it with `ringfence users set`"
+        )
+    inst = get_institution(session, institution) if institution else None
+    user = User(
+        email=address,
+        name=name.strip()[:200],
+        role=role,
+        institution=inst,
+        email_verified_at=utcnow(),
+    )
+    session.add(user)
+    session.flush()
+    record(
+        session,
+        EventTag.Account.UserAdded,
+        actor=actor,
+        subject=f"user:{address}",
+        payload={"role": role, "institution": inst.name if inst else None},
+    )
+    link = f"{base_url}/password/set?token={mail_link_token(secrets, 'set-password', user)}"
+    mail.queue(
+        session,
+        address,
+        "Your ringfence account",
+        f"An administrator created a ringfence account for {address}.\n\n"
+        f"Choose your password here (the link works for 24 hours):\n{link}\n",
+    )
+    return user
+
+
+def sign_up(
+    session: Session,
+    secrets: SecretStore,
+    email: str,
+    password: str,
+    *,
+    name: str = "",
+    ip: str | None,
+    base_url: str,
+) -> None:
+    """Create an unverified member and mail a verification link; an existing address gets a notice.
+
+    The answer is the same either way, so sign-up cannot tell anyone who has an account.
+    """
+    address = normalise_email(email)
+    check_password(password)
+    if len(name) > 200:
+        raise InvalidInput("name: use at most 200 characters")
+    existing = session.scalars(select(User).where(User.email == address)).first()
+    if existing is not None:
+        record(
+            session,
+            EventTag.Account.SignUpRepeated,
+            actor=address,
+            subject=f"user:{address}",
+            ip=ip,
+        )
+        mail.queue(
+            session,
+            address,
+            "Sign-up attempt on ringfence",
+            "Someone (perhaps you) tried to create a ringfence account with this address, "
+            "which already has one.\n\n"
+            f"Sign in at {base_url}/login, or reset your password at {base_url}/password/reset.\n",
+        )
+        return
+    user = User(
+        email=address, name=name.strip(), role="member", password_hash=hasher.hash(password)
+    )
+    session.add(user)
+    session.flush()
+    record(session, EventTag.Account.UserSignedUp, actor=address, subject=f"user:{address}", ip=ip)
+    link = f"{base_url}/verify?token={mail_link_token(secrets, 'verify-email', user)}"
+    mail.queue(
+        session,
+        address,
+        "Verify your email address for ringfence",
+        f"Welcome to ringfence.\n\nConfirm that you read mail at {address} by opening this link "
+        f"(it works for 3 days):\n{link}\n\nIf you did not sign up, ignore this mail.\n",
+    )
+
+
+def verify_email(session: Session, secrets: SecretStore, token: str, *, ip: str | None) -> User:
+    """Mark the address verified; a verified institution domain makes the user its member."""
+    user = _read_link(session, secrets, "verify-email", token)
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        if user.institution_id is None:
+            user.institution = _institution_for_domain(session, user.email)
+        record(
+            session,
+            EventTag.Account.EmailVerified,
+            actor=user.email,
+            subject=f"user:{user.email}",
+            ip=ip,
+            payload={"institution": user.institution.name if user.institution else None},
+        )
+    return user
+
+
+def request_password_reset(
+    session: Session, secrets: SecretStore, email: str, *, ip: str | None, base_url: str
+) -> None:
+    """Mail a set-password link when the address has an account; answer the same when not."""
+    address = normalise_email(email)
+    user = session.scalars(select(User).where(User.email == address)).first()
+    if user is None or not user.is_active:
+        return
+    record(
+        session,
+        EventTag.Account.PasswordResetRequested,
+        actor=address,
+        subject=f"user:{address}",
+        ip=ip,
+    )
+    link = f"{base_url}/password/set?token={mail_link_token(secrets, 'set-password', user)}"
+    mail.queue(
+        session,
+        address,
+        "Reset your ringfence password",
+        f"Choose a new password here (the link works for 24 hours, once):\n{link}\n\n"
+        "If you did not ask for this, ignore this mail; your password stays as it is.\n",
+    )
+
+
+def set_password(
+    session: Session, secrets: SecretStore, token: str, password: str, *, ip: str | None
+) -> User:
+    """Set the password from a mailed link (which also proves the address); signs out others."""
+    user = _read_link(session, secrets, "set-password", token)
+    check_password(password)
+    user.password_hash = hasher.hash(password)
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    record(
+        session, EventTag.Account.PasswordSet, actor=user.email, subject=f"user:{user.email}", ip=ip
+    )
+    return user
+
+
+def authenticate(
+    session: Session, limiter: LoginLimiter, email: str, password: str, *, ip: str
+) -> User:
+    """The user whose address and password these are; one message for every failure."""
+    address = email.strip().lower()
+    limiter.check(ip, address)
+    user = session.scalars(select(User).where(User.email == address)).first() if address else None
+    ok = False
+    try:
+        hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+        ok = user is not None and user.password_hash is not None and user.is_active
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        limiter.failed(ip, address)
+        record(
+            session,
+            EventTag.Account.LoginFailed,
+            actor=address[:320] or "anonymous",
+            subject=f"user:{address[:300]}",
+            ip=ip,
+        )
+        raise AuthenticationRequired(
+            "invalid email or password", hint="check both, or reset your password"
+        )
+    limiter.succeeded(ip, address)
+    if user.password_hash and hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    user.last_login_at = utcnow()
+    record(
+        session,
+        EventTag.Account.LoginSucceeded,
+        actor=user.email,
+        subject=f"user:{user.email}",
+        ip=ip,
+    )
+    return user
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User, *, ip: str | None, user_agent: str | None) -> str:
+    """A new browser session; returns the raw cookie value (only its hash is stored)."""
+    raw = pysecrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=_digest(raw),
+            user_id=user.id,
+            expires_at=utcnow() + SESSION_LIFETIME,
+            ip=ip,
+            user_agent=(user_agent or "")[:512],
+        )
+    )
+    session.flush()
+    return raw
+
+
+def user_from_session(session: Session, raw: str) -> User | None:
+    """The active user a session cookie belongs to, or None when unknown or expired."""
+    if not raw or len(raw) > 128:
+        return None
+    row = session.scalars(select(WebSession).where(WebSession.token_hash == _digest(raw))).first()
+    if row is None or row.expires_at <= utcnow() or not row.user.is_active:
+        return None
+    return row.user
+
+
+def end_session(session: Session, raw: str, *, ip: str | None) -> None:
+    """Sign a browser out: its session row is deleted."""
+    row = session.scalars(select(WebSession).where(WebSession.token_hash == _digest(raw))).first()
+    if row is not None:
+        record(
+            session,
+            EventTag.Account.LoggedOut,
+            actor=row.user.email,
+            subject=f"user:{row.user.email}",
+            ip=ip,
+        )
+        session.delete(row)
+
+
+def update_user(
+    session: Session,
+    email: str,
+    *,
+    role: str | None = None,
+    institution: str | None = None,
+    active: bool | None = None,
+    actor: str,
+) -> User:
+    """Change a user's role, institution ("" clears it) or whether the account is active."""
+    user = get_user(session, email)
+    changes: dict[str, Any] = {}
+    if role is not None and role != user.role:
+        check_role(role)
+        changes["role"] = [user.role, role]
+        user.role = role
+    if institution is not None:
+        inst = get_institution(session, institution) if institution else None
+        old = user.institution.name if user.institution else None
+        if (inst.name if inst else None) != old:
+            changes["institution"] = [old, inst.name if inst else None]
+            user.institution = inst
+    if active is not None and active != user.is_active:
+        changes["active"] = [user.is_active, active]
+        user.is_active = active
+        if not active:
+            session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    if changes:
+        tag = (
+            EventTag.Account.RoleChanged
+            if set(changes) == {"role"}
+            else EventTag.Account.UserUpdated
+        )
+        if changes.get("active") == [True, False]:
+            tag = EventTag.Account.UserDisabled
+        record(session, tag, actor=actor, subject=f"user:{user.email}", payload=changes)
+    return user
+
+
+def get_institution(session: Session, name: str) -> Institution:
+    """The institution with this name, or NotFound."""
+    inst = session.scalars(select(Institution).where(Institution.name == name.strip())).first()
+    if inst is None:
+        raise NotFound(
+            f"no institution {name!r}", hint="add it with `ringfence institutions add NAME`"
+        )
+    return inst
+
+
+def list_institutions(session: Session) -> list[Institution]:
+    """Every institution, by name."""
+    return list(session.scalars(select(Institution).order_by(Institution.name)))
+
+
+def add_institution(session: Session, name: str, domains: list[str], *, actor: str) -> Institution:
+    """Record an institution and the email domains an admin verified as its own."""
+    cleaned = name.strip()
+    if not cleaned or len(cleaned) > 200:
+        raise InvalidInput("name: give the institution's name (at most 200 characters)")
+    checked = sorted({d.strip().lower().lstrip("@") for d in domains if d.strip()})
+    for domain in checked:
+        if not DOMAIN.match(domain):
+            raise InvalidInput(
+                f"domain: {domain!r} is not an email domain", hint="e.g. uni.example"
+            )
+    if session.scalars(select(Institution).where(Institution.name == cleaned)).first():
+        raise Conflict(f"institution {cleaned!r} already exists")
+    for other in session.scalars(select(Institution)):
+        taken = set(other.domains or []) & set(checked)
+        if taken:
+            raise Conflict(f"domain {sorted(taken)[0]} already belongs to {other.name!r}")
+    inst = Institution(name=cleaned, domains=checked)
+    session.add(inst)
+    session.flush()
+    # Verified people already at these domains join the institution they evidently belong to.
+    for user in session.scalars(
+        select(User).where(User.institution_id.is_(None), User.email_verified_at.is_not(None))
+    ):
+        if email_domain(user.email) in checked:
+            user.institution = inst
+    record(
+        session,
+        EventTag.Access.InstitutionAdded,
+        actor=actor,
+        subject=f"institution:{cleaned}",
+        payload={"domains": checked},
+    )
+    return inst

@@ -1,0 +1,143 @@
+"""API tokens: random bearer secrets, shown once, stored as sha256, each with one scope.
+
+Tokens carry 256 bits of randomness, so a fast hash is enough to store them (a slow password
+hash protects guessable secrets, not random ones) and lets one indexed lookup find the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as pysecrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ringfence.access.models import SCOPES, APIToken, User
+from ringfence.audit.services import record
+from ringfence.audit.tags import EventTag
+from ringfence.db import utcnow
+from ringfence.errors import AuthenticationRequired, InvalidInput, NotFound, PermissionDenied
+
+PREFIX = "rf_"
+
+
+def scope_allows(granted: str, needed: str) -> bool:
+    """Whether a token of scope `granted` may be used for `needed` (admin > download > read)."""
+    return SCOPES.index(granted) >= SCOPES.index(needed)
+
+
+def check_scope(scope: str) -> str:
+    """The scope if it is one ringfence knows."""
+    if scope not in SCOPES:
+        raise InvalidInput(
+            f"scope: {scope!r} is not a scope", hint=f"use one of {', '.join(SCOPES)}"
+        )
+    return scope
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created: `raw` is shown once and never stored."""
+
+    token: APIToken
+    raw: str
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_token(
+    session: Session,
+    user: User,
+    scope: str,
+    *,
+    name: str = "",
+    expires_at: datetime | None = None,
+    actor: str,
+) -> NewToken:
+    """A new token for `user`; an admin scope needs an admin."""
+    check_scope(scope)
+    if scope == "admin" and user.role != "admin":
+        raise PermissionDenied(
+            f"{user.email} is not an admin", hint="admin tokens are for admins only"
+        )
+    if len(name) > 100:
+        raise InvalidInput("name: use at most 100 characters")
+    raw = PREFIX + pysecrets.token_urlsafe(32)
+    token = APIToken(
+        user_id=user.id,
+        name=name.strip(),
+        prefix=raw[:10],
+        token_hash=_digest(raw),
+        scope=scope,
+        expires_at=expires_at,
+    )
+    session.add(token)
+    session.flush()
+    record(
+        session,
+        EventTag.Account.APITokenAdded,
+        actor=actor,
+        subject=f"user:{user.email}",
+        payload={"token_id": token.id, "prefix": token.prefix, "scope": scope, "name": token.name},
+    )
+    return NewToken(token, raw)
+
+
+def list_tokens(session: Session, user: User) -> list[APIToken]:
+    """A user's tokens, newest first (revoked ones included)."""
+    return list(
+        session.scalars(
+            select(APIToken).where(APIToken.user_id == user.id).order_by(APIToken.id.desc())
+        )
+    )
+
+
+def revoke_token(session: Session, user: User, token_id: int, *, actor: str) -> APIToken:
+    """Revoke one of `user`'s tokens (no-op if already revoked)."""
+    token = session.get(APIToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise NotFound(f"no token {token_id} for {user.email}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        record(
+            session,
+            EventTag.Account.APITokenRevoked,
+            actor=actor,
+            subject=f"user:{user.email}",
+            payload={"token_id": token.id, "prefix": token.prefix},
+        )
+    return token
+
+
+def user_from_token(session: Session, raw_token: str, scope: str) -> User:
+    """The active user a bearer token belongs to, when the token's scope covers `scope`.
+
+    Public interface. Raises AuthenticationRequired for an unknown, revoked or expired token
+    (or a disabled account), PermissionDenied when the token's scope is too narrow.
+    """
+    check_scope(scope)
+    if not raw_token.startswith(PREFIX) or len(raw_token) > 128:
+        raise AuthenticationRequired("the API token is not valid", hint="create a new one")
+    token = session.scalars(
+        select(APIToken).where(APIToken.token_hash == _digest(raw_token))
+    ).first()
+    now = utcnow()
+    if token is None or token.revoked_at is not None:
+        raise AuthenticationRequired("the API token is not valid", hint="create a new one")
+    if token.expires_at is not None and token.expires_at <= now:
+        raise AuthenticationRequired("the API token has expired", hint="create a new one")
+    if not token.user.is_active:
+        raise AuthenticationRequired("the account of this API token is disabled")
+    if not scope_allows(token.scope, scope):
+        raise PermissionDenied(
+            f"this API token has the {token.scope!r} scope; {scope!r} is needed",
+            hint=f"create a token with --scope {scope}",
+        )
+    # Coarse: one write per minute at most, so a busy client does not write on every call.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        token.last_used_at = now
+    return token.user
