@@ -1,0 +1,321 @@
+"""The Hugging Face Hub-compatible API: what `huggingface_hub` and `transformers` call.
+
+With `HF_ENDPOINT=http://HOST:PORT` and `HF_TOKEN=<a ringfence token>`, `snapshot_download`,
+`hf_hub_download` and `from_pretrained("SLUG/MODEL", revision=VERSION)` work unchanged:
+
+- `GET /api/models/{ns}/{name}[/revision/{rev}]`: model info with `sha` and `siblings`;
+- `GET /api/models/{ns}/{name}/tree/{rev}[/{path}]`: the file tree (one page);
+- `HEAD|GET /{ns}/{name}/resolve/{rev}/{path}`: the caller's fingerprinted file with
+  `X-Repo-Commit`, `ETag`, `X-Linked-Size`, `Content-Length` and ranges.
+
+Errors carry the Hub's `X-Error-Code` (GatedRepo, RepoNotFound, RevisionNotFound,
+EntryNotFound) so the client raises its own matching exception: a caller without a usable
+grant gets the gated-repository answer and `GatedRepoError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from ringfence.access.models import User
+from ringfence.catalogue.models import Release
+from ringfence.db import transaction
+from ringfence.distribution import services as dist
+from ringfence.distribution import sources
+from ringfence.distribution.ranges import RangeNotSatisfiable
+from ringfence.errors import (
+    AuthenticationRequired,
+    NotFound,
+    PermissionDenied,
+    RingfenceError,
+)
+from ringfence.web.deps import get_services
+from ringfence.wiring import Services
+
+router = APIRouter(include_in_schema=False)
+
+
+class _HubError(Exception):
+    def __init__(self, status: int, code: str | None, message: str, commit: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.commit = status, code, message, commit
+
+    def response(self) -> Response:
+        headers = {"X-Error-Message": self.message.replace("\n", " ")[:500]}
+        if self.code:
+            headers["X-Error-Code"] = self.code
+        if self.commit:
+            headers["X-Repo-Commit"] = self.commit
+        return JSONResponse({"error": self.message}, status_code=self.status, headers=headers)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _caller(request: Request, session: Session) -> User | None:
+    raw = _bearer(request)
+    if raw is None:
+        from ringfence.access.accounts import user_from_session
+        from ringfence.web.security import SESSION_COOKIE
+
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return user_from_session(session, cookie) if cookie else None
+    try:
+        return sources.token_user(session, raw, "download")
+    except (AuthenticationRequired, PermissionDenied) as exc:
+        # The Hub's own wording: huggingface_hub then says "invalid credentials".
+        raise _HubError(401, None, "Invalid credentials in Authorization header") from exc
+
+
+def _translate(exc: RingfenceError, repo: str, commit: str | None = None) -> _HubError:
+    if isinstance(exc, dist.RevisionNotFound):
+        return _HubError(404, "RevisionNotFound", exc.diagnostics())
+    if isinstance(exc, RangeNotSatisfiable):
+        return _HubError(416, None, exc.diagnostics())
+    if isinstance(exc, NotFound):
+        return _HubError(404, "EntryNotFound", exc.diagnostics(), commit)
+    if isinstance(exc, AuthenticationRequired):
+        return _HubError(
+            401,
+            "GatedRepo",
+            f"Access to model {repo} is restricted. You must have access to it and be "
+            "authenticated to access it. Please log in.",
+        )
+    if isinstance(exc, PermissionDenied):
+        return _HubError(
+            403,
+            "GatedRepo",
+            f"Access to model {repo} is restricted and you are not in the authorized list: "
+            f"{exc.diagnostics()}",
+        )
+    return _HubError(exc.http_status, None, exc.diagnostics())
+
+
+def _release(
+    session: Session, services: Services, ns: str, name: str, revision: str, user: User | None
+) -> Release:
+    try:
+        return dist.hub_release(session, services.secrets, ns, name, revision, user)
+    except dist.RevisionNotFound:
+        raise
+    except NotFound as exc:
+        raise _HubError(404, "RepoNotFound", f"Repository Not Found: {ns}/{name}") from exc
+
+
+def _model_info(
+    services: Services, session: Session, release: Release, user: User, blobs: bool
+) -> dict[str, Any]:
+    repo = f"{release.model.organisation.slug}/{release.model.name}"
+    manifest = dist.manifest_row(session, release.id, user.id)
+    ready = manifest is not None and manifest.state == "ready"
+    siblings: list[dict[str, Any]] = []
+    for a in release.artifacts:
+        sibling: dict[str, Any] = {"rfilename": a.path}
+        if blobs:
+            sibling["size"] = a.size
+            tag = dist.etag(session, services.secrets, release, a, user.id)
+            sibling["blobId"] = tag[:40]
+            if ready:
+                sibling["lfs"] = {"size": a.size, "sha256": tag, "pointerSize": 134}
+        siblings.append(sibling)
+    created = release.created_at.isoformat().replace("+00:00", "Z")
+    return {
+        "_id": f"{release.id:024x}",
+        "id": repo,
+        "modelId": repo,
+        "author": release.model.organisation.slug,
+        "sha": dist.commit_hash(services.secrets, release, user.id),
+        "lastModified": created,
+        "createdAt": created,
+        "private": False,
+        "gated": "manual",
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": ["ringfence", f"circle:{release.circle}"],
+        "library_name": "transformers",
+        "siblings": siblings,
+        "usedStorage": release.total_size,
+    }
+
+
+def _info(request: Request, ns: str, name: str, revision: str) -> Response:
+    services = get_services(request)
+    repo = f"{ns}/{name}"
+    try:
+        with transaction(services.sessions) as session:
+            user = _caller(request, session)
+            release = _release(session, services, ns, name, revision, user)
+            try:
+                sources.authorise(session, user, release)
+            except RingfenceError as exc:
+                raise _translate(exc, repo) from exc
+            blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
+            assert user is not None  # authorise refuses anonymous callers
+            return JSONResponse(_model_info(services, session, release, user, blobs))
+    except _HubError as exc:
+        return exc.response()
+    except RingfenceError as exc:
+        return _translate(exc, repo).response()
+
+
+@router.get("/api/models/{ns}/{name}")
+def model_info(request: Request, ns: str, name: str) -> Response:
+    """Model info at the newest release ("main")."""
+    return _info(request, ns, name, "main")
+
+
+@router.get("/api/models/{ns}/{name}/revision/{revision}")
+def model_info_at(request: Request, ns: str, name: str, revision: str) -> Response:
+    """Model info at a revision: a release version or the caller's commit hash."""
+    return _info(request, ns, name, revision)
+
+
+def _tree_entries(
+    services: Services,
+    session: Session,
+    release: Release,
+    user: User,
+    prefix: str,
+    recursive: bool,
+) -> list[dict[str, Any]]:
+    manifest = dist.manifest_row(session, release.id, user.id)
+    ready = manifest is not None and manifest.state == "ready"
+    base = prefix.strip("/")
+    entries: dict[str, dict[str, Any]] = {}
+    for a in release.artifacts:
+        if base and not a.path.startswith(base + "/"):
+            continue
+        rest = a.path[len(base) + 1 :] if base else a.path
+        parts = rest.split("/")
+        # Folders on the way down, like the Hub lists them.
+        for depth in range(1, len(parts)):
+            if not recursive and depth > 1:
+                break
+            folder = "/".join(([base] if base else []) + parts[:depth])
+            entries.setdefault(folder, {"type": "directory", "oid": "0" * 40, "path": folder})
+        if not recursive and len(parts) > 1:
+            continue
+        tag = dist.etag(session, services.secrets, release, a, user.id)
+        entry: dict[str, Any] = {"type": "file", "oid": tag[:40], "size": a.size, "path": a.path}
+        if ready:
+            entry["lfs"] = {"oid": tag, "size": a.size, "pointerSize": 134}
+        entries[a.path] = entry
+    return [entries[k] for k in sorted(entries)]
+
+
+@router.get("/api/models/{ns}/{name}/tree/{revision}")
+@router.get("/api/models/{ns}/{name}/tree/{revision}/{path:path}")
+def tree(request: Request, ns: str, name: str, revision: str, path: str = "") -> Response:
+    """The files of the caller's copy at a revision (all in one page)."""
+    services = get_services(request)
+    repo = f"{ns}/{name}"
+    recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
+    try:
+        with transaction(services.sessions) as session:
+            user = _caller(request, session)
+            release = _release(session, services, ns, name, revision, user)
+            try:
+                sources.authorise(session, user, release)
+            except RingfenceError as exc:
+                raise _translate(exc, repo) from exc
+            assert user is not None
+            return JSONResponse(_tree_entries(services, session, release, user, path, recursive))
+    except _HubError as exc:
+        return exc.response()
+    except RingfenceError as exc:
+        return _translate(exc, repo).response()
+
+
+def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
+    # A sync generator: Starlette iterates it in its thread pool, off the event loop.
+    r = delivery.byte_range
+    yield from sources.copy_bytes(
+        services, delivery.release, delivery.artifact, delivery.recipient, r.start, r.end
+    )
+
+
+#: builds the delivery inside the request's transaction: (session, send_body, ip, user agent)
+DeliveryBuilder = Callable[[Session, bool, str | None, str | None], dist.Delivery]
+
+
+def deliver(
+    request: Request,
+    services: Services,
+    build: DeliveryBuilder,
+    *,
+    subject: str,
+    refuse: Callable[[RingfenceError], Response],
+) -> Response:
+    """Run `build(session) -> Delivery` in one transaction, then stream outside it."""
+    send_body = request.method == "GET"
+    ip = request.client.host if request.client else None
+    ua = request.headers.get("user-agent")
+    try:
+        with transaction(services.sessions) as session:
+            delivery: dist.Delivery = build(session, send_body, ip, ua)
+    except (PermissionDenied, AuthenticationRequired) as exc:
+        if send_body:
+            dist.record_refusal(
+                services,
+                subject=subject,
+                reason=exc.diagnostics(),
+                actor="anonymous",
+                ip=ip,
+                user_agent=ua,
+            )
+        return refuse(exc)
+    except RingfenceError as exc:
+        return refuse(exc)
+    headers = delivery.headers()
+    status = 206 if delivery.byte_range.partial else 200
+    if not send_body:
+        return Response(status_code=status, headers=headers)
+    return StreamingResponse(
+        _stream(services, delivery),
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+@router.api_route("/{ns}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
+    """One file of the caller's fingerprinted copy (HEAD for metadata, GET with ranges)."""
+    services = get_services(request)
+    repo = f"{ns}/{name}"
+    commit: list[str] = []
+
+    def build(session: Session, send_body: bool, ip: str | None, ua: str | None) -> dist.Delivery:
+        user = _caller(request, session)
+        release = _release(session, services, ns, name, revision, user)
+        if user is not None:
+            commit.append(dist.commit_hash(services.secrets, release, user.id))
+        return dist.prepare_delivery(
+            session,
+            services,
+            release=release,
+            path=path,
+            user=user,
+            range_header=request.headers.get("range"),
+            if_range=request.headers.get("if-range"),
+            send_body=send_body,
+            via="hub",
+            ip=ip,
+            user_agent=ua,
+        )
+
+    def refuse(exc: RingfenceError) -> Response:
+        return _translate(exc, repo, commit[0] if commit else None).response()
+
+    try:
+        return deliver(request, services, build, subject=f"repo:{repo}", refuse=refuse)
+    except _HubError as exc:
+        return exc.response()
