@@ -104,9 +104,9 @@ def check_capacity(indexes: Sequence[WeightsIndex], params: CodeParams | None = 
     needs = required_weights(params.design.length)
     if has < needs:
         raise CapacityError(
-            f"the release's matrices can carry a fingerprint in {has:,} weights; "
-            f"a code for {params.max_recipients:,} recipients and {params.max_colluders} "
-            f"colluders ({params.design.length:,} symbols) needs {needs:,}: has {has:,}, "
+            f"the release's matrices are too small to carry a fingerprint for "
+            f"{params.max_recipients:,} recipients and {params.max_colluders} colluders "
+            f"({params.design.length:,} code symbols): has {has:,} carrier weights, "
             f"needs {needs:,}",
             hint="publish a larger model, or lower the number of recipients or colluders",
         )

@@ -98,6 +98,7 @@ def fingerprinted_bytes(
         end = source.tell()
     if bits.size != plan.code_length:
         raise ValueError(f"codeword has {bits.size} symbols, the plan {plan.code_length}")
+    chunk = max(chunk, 64)  # at least one unit of every type (a Q8_0 block is 34 bytes)
     buf = bytearray(chunk)
     out = bytearray(chunk)
     tensors = sorted(plan.tensors, key=lambda t: t.begin)
