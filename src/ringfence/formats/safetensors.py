@@ -135,9 +135,9 @@ def _check_entry(path: Path, name: str, entry: object, data_len: int) -> tuple[s
     if not isinstance(entry, dict):
         _fail(path, f"entry for tensor {name!r} is not an object")
     if set(entry) != _ENTRY_KEYS:
-        extra = sorted(set(entry) - _ENTRY_KEYS)
-        missing = sorted(_ENTRY_KEYS - set(entry))
-        _fail(path, f"tensor {name!r} has keys missing {missing} or unexpected {extra}")
+        wrong = [f"missing {k!r}" for k in sorted(_ENTRY_KEYS - set(entry))]
+        wrong += [f"unexpected {str(k)[:40]!r}" for k in sorted(set(entry) - _ENTRY_KEYS)]
+        _fail(path, f"tensor {name!r} has {', '.join(wrong)}")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         _fail(path, f"tensor {name!r} has unknown dtype {str(dtype)[:40]!r}")
