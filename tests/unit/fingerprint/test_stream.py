@@ -137,6 +137,7 @@ def test_detector_reads_the_codeword_back(name: str, request: pytest.FixtureRequ
     limits = code.thresholds(KEY, p.code_length, PARAMS.cutoff)
     accusations, z_cut = detect.rank(KEY, limits, y, np.arange(1000), PARAMS.false_accusation)
     assert accusations[0].recipient == 11 and accusations[0].accused
+    assert accusations[0].z > z_cut
     assert not any(a.accused for a in accusations[1:])
 
 
