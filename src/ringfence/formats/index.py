@@ -67,7 +67,7 @@ def sniff_format(path: Path) -> str:
 
     with path.open("rb") as fh:
         head = fh.read(16)
-    if head[:4] == b"GGUF":
+    if head[:4] == b"GGUF" or path.suffix.lower() == ".gguf":
         return "gguf"
     if looks_like_pickle(path) or path.suffix.lower() in PICKLE_SUFFIXES:
         return "pickle"
