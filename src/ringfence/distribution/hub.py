@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import User
@@ -242,6 +243,23 @@ def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
     )
 
 
+_ATTEMPTS = 3
+
+
+def _in_transaction(
+    services: Services, build: DeliveryBuilder, send_body: bool, ip: str | None, ua: str | None
+) -> dist.Delivery:
+    for attempt in range(_ATTEMPTS):
+        try:
+            with dist.AUDIT_WRITE, transaction(services.sessions) as session:
+                return build(session, send_body, ip, ua)
+        except DBIntegrityError:
+            # Another process appended to the audit chain first: redo the whole decision.
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 #: builds the delivery inside the request's transaction: (session, send_body, ip, user agent)
 DeliveryBuilder = Callable[[Session, bool, str | None, str | None], dist.Delivery]
 
@@ -259,8 +277,7 @@ def deliver(
     ip = request.client.host if request.client else None
     ua = request.headers.get("user-agent")
     try:
-        with transaction(services.sessions) as session:
-            delivery: dist.Delivery = build(session, send_body, ip, ua)
+        delivery = _in_transaction(services, build, send_body, ip, ua)
     except (PermissionDenied, AuthenticationRequired) as exc:
         if send_body:
             dist.record_refusal(
