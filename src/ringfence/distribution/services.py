@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ringfence.access.models import Grant, User
@@ -343,19 +344,37 @@ def compute_manifest(services: Services, release_id: int, user_id: int) -> Recip
         files[artifact.path] = digest
     name = f"{release.model.organisation.slug}/{release.model.name}@{release.version}"
     bundle = manifests.sign(services.secrets, name, files)
-    with services.sessions() as session:
-        row = manifest_row(session, release_id, user_id)
-        if row is None:
-            row = RecipientManifest(release_id=release_id, user_id=user_id, files={})
-            session.add(row)
-        row.state = "ready"
-        row.files = files
-        row.root_sha256 = manifests.root_digest(files)
-        row.bundle = bundle
-        row.error = None
-        row.computed_at = utcnow()
-        session.commit()
-        return row
+    values = {
+        "state": "ready",
+        "files": files,
+        "root_sha256": manifests.root_digest(files),
+        "bundle": bundle,
+        "error": None,
+        "computed_at": utcnow(),
+    }
+    return _store_manifest(services, release_id, user_id, values)
+
+
+def _store_manifest(
+    services: Services, release_id: int, user_id: int, values: dict[str, Any]
+) -> RecipientManifest:
+    # Another worker may insert the same row meanwhile: the loser updates it instead.
+    for attempt in range(2):
+        with services.sessions() as session:
+            row = manifest_row(session, release_id, user_id)
+            if row is None:
+                row = RecipientManifest(release_id=release_id, user_id=user_id, files={})
+                session.add(row)
+            for key, value in values.items():
+                setattr(row, key, value)
+            try:
+                session.commit()
+            except DBIntegrityError:
+                if attempt:
+                    raise
+                continue
+            return row
+    raise AssertionError("unreachable")
 
 
 def pending_manifests(session: Session) -> list[tuple[int, int]]:
@@ -374,14 +393,7 @@ def pending_manifests(session: Session) -> list[tuple[int, int]]:
 
 def mark_failed(services: Services, release_id: int, user_id: int, error: str) -> None:
     """Record that a manifest could not be computed (a person reads `error`)."""
-    with services.sessions() as session:
-        row = manifest_row(session, release_id, user_id)
-        if row is None:
-            row = RecipientManifest(release_id=release_id, user_id=user_id, files={})
-            session.add(row)
-        row.state = "failed"
-        row.error = error[:500]
-        session.commit()
+    _store_manifest(services, release_id, user_id, {"state": "failed", "error": error[:500]})
 
 
 # -- the Hub-compatible names -----------------------------------------------------------------

@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 from ringfence.access.models import Grant, User
 from ringfence.access.services import authorise_download, user_from_token
 from ringfence.catalogue.models import Artifact, Release
+from ringfence.fingerprint.services import artifact_bytes, register_recipient
 from ringfence.wiring import Services
-
-CHUNK = 4 * 1024 * 1024
 
 __all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for", "token_user"]
 
@@ -45,8 +44,8 @@ class Recipient:
 
 def recipient_for(session: Session, release: Release, user: User) -> Recipient:
     """The recipient `user` is for `release`, registered with the fingerprint area if new."""
-    # Until the fingerprint area's recipient table lands every user is their own index.
-    return Recipient(release.id, user.id, user.email, user.id)
+    registered = register_recipient(session, release, user.email, actor=user.email)
+    return Recipient(release.id, user.id, user.email, int(registered.index))
 
 
 def copy_bytes(
@@ -62,17 +61,6 @@ def copy_bytes(
     Constant memory whatever the range; blocking (numeric work and file reads), so run it
     off the event loop. Needs no database session.
     """
-    return _plain_bytes(services, artifact, start, end)
-
-
-def _plain_bytes(services: Services, artifact: Artifact, start: int, end: int) -> Iterator[bytes]:
-    """The original bytes (files that carry no fingerprint: config, tokenizer, card)."""
-    with services.blobs.open(artifact.sha256) as fh:
-        fh.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            chunk = fh.read(min(CHUNK, remaining))
-            if not chunk:
-                raise EOFError(f"blob {artifact.sha256} ends before byte {end}")
-            remaining -= len(chunk)
-            yield chunk
+    return artifact_bytes(
+        services.blobs, services.secrets, release, artifact, recipient.index, start, end
+    )
