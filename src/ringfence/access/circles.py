@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true, update
@@ -223,6 +223,14 @@ def _revoke_institution_grants(
         .returning(InstitutionGrant.id)
     ).all()
     return sorted(row.id for row in rows)
+
+
+def parse_date(value: str, field: str) -> datetime:
+    """A YYYY-MM-DD date as the end of that day in UTC."""
+    try:
+        return datetime.combine(date.fromisoformat(value.strip()), time(23, 59, 59), tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: give a date as YYYY-MM-DD") from exc
 
 
 def get_nda(session: Session, nda_id: int) -> NDA:

@@ -58,11 +58,15 @@ def create_token(
     expires_at: datetime | None = None,
     actor: str,
 ) -> NewToken:
-    """A new token for `user`; an admin scope needs an admin."""
+    """A new token for `user`; the admin scope (lab decisions through the API) needs a reviewer.
+
+    A token never adds rights: an admin-scope token acts with its holder's role.
+    """
     check_scope(scope)
-    if scope == "admin" and user.role != "admin":
+    if scope == "admin" and user.role not in ("admin", "reviewer"):
         raise PermissionDenied(
-            f"{user.email} is not an admin", hint="admin tokens are for admins only"
+            f"{user.email} is neither an admin nor a reviewer",
+            hint="admin tokens are for the lab's admins and reviewers",
         )
     if len(name) > 100:
         raise InvalidInput("name: use at most 100 characters")

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import secrets as pysecrets
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import Depends, Request, Response
 from markupsafe import Markup
@@ -58,7 +59,7 @@ def _authenticate(request: Request, session: Session, scope: str) -> User | None
         cookie = request.cookies.get(SESSION_COOKIE, "")
         user = accounts.user_from_session(session, cookie) if cookie else None
         request.state.auth = "session" if user else None
-    request.state.user = user
+    request.state.account = _snapshot(user)
     return user
 
 
@@ -127,7 +128,7 @@ def csrf_input(request: Request) -> Markup:
 
 async def verify_csrf(request: Request) -> None:
     """Refuse an unsafe browser request without the right CSRF token (bearer calls pass)."""
-    if _bearer(request) is not None:
+    if request.method in ("GET", "HEAD", "OPTIONS") or _bearer(request) is not None:
         return
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent:
@@ -178,20 +179,31 @@ def attach_anon_cookie(request: Request, response: Response) -> None:
         )
 
 
-def template_user(request: Request) -> User | None:
-    """The signed-in user for templates rendered by any area (looked up once per request)."""
-    if hasattr(request.state, "user"):
-        cached: User | None = request.state.user
+@dataclass(frozen=True)
+class Account:
+    """Who is signed in, as plain values a template can read after the session closed."""
+
+    id: int
+    email: str
+    role: str
+
+
+def _snapshot(user: User | None) -> Account | None:
+    return Account(user.id, user.email, user.role) if user is not None else None
+
+
+def template_user(request: Request) -> Account | None:
+    """The signed-in account for templates rendered by any area (looked up once per request)."""
+    if hasattr(request.state, "account"):
+        cached: Account | None = request.state.account
         return cached
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    user = None
+    account = None
     if cookie:
         with get_services(request).sessions() as session:
-            user = accounts.user_from_session(session, cookie)
-            if user is not None:
-                session.expunge(user)
-    request.state.user = user
-    return user
+            account = _snapshot(accounts.user_from_session(session, cookie))
+    request.state.account = account
+    return account
 
 
 templates.env.globals["csrf_input"] = csrf_input

@@ -1,0 +1,258 @@
+"""The access part of the JSON API (/api/v1/access), for the client CLI and integrations.
+
+Bearer tokens authenticate; a browser session works too, but then unsafe calls need the
+CSRF header (`X-CSRF-Token`), which `verify_csrf` checks and bearer calls skip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from ringfence.access import circles, grants, licences, requests
+from ringfence.access.models import AccessRequest, Grant, User
+from ringfence.access.web_common import commit_and_deliver
+from ringfence.access.web_release import access_state
+from ringfence.catalogue import services as catalogue
+from ringfence.web.deps import db_session, get_services
+from ringfence.web.security import client_ip, require_role, require_user, verify_csrf
+
+router = APIRouter(prefix="/api/v1/access", tags=["access"], dependencies=[Depends(verify_csrf)])
+
+
+class RequestIn(BaseModel):
+    """A request for a release: the form's answers, optionally the licence text's hash."""
+
+    answers: dict[str, Any] = Field(default_factory=dict)
+    licence_sha256: str | None = Field(default=None, max_length=64)
+
+
+class AcceptIn(BaseModel):
+    """The sha256 of the licence text the client showed."""
+
+    sha256: str = Field(max_length=64)
+
+
+class DecisionIn(BaseModel):
+    """A reviewer's decision on one or more requests."""
+
+    request_ids: list[int] = Field(min_length=1, max_length=1000)
+    approve: bool
+    reason: str = Field(default="", max_length=500)
+
+
+class AppealIn(BaseModel):
+    """An appeal's text."""
+
+    text: str = Field(max_length=500)
+
+
+class CircleIn(BaseModel):
+    """A new circle and why."""
+
+    circle: str
+    reason: str = Field(default="", max_length=500)
+
+
+def request_out(req: AccessRequest) -> dict[str, Any]:
+    """An access request as the API shows it."""
+    return {
+        "id": req.id,
+        "release": req.release.ref,
+        "user": req.user.email,
+        "state": req.state,
+        "reason": req.reason,
+        "appeal": req.appeal,
+        "answers": req.answers,
+        "via": req.via,
+        "created_at": req.created_at.isoformat(timespec="seconds"),
+        "decided_at": req.decided_at.isoformat(timespec="seconds") if req.decided_at else None,
+    }
+
+
+def grant_out(grant: Grant) -> dict[str, Any]:
+    """A grant as the API shows it."""
+    return {
+        "id": grant.id,
+        "release": grant.release.ref,
+        "user": grant.user.email,
+        "state": grant.state,
+        "via": grant.via,
+        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
+        "revoked_reason": grant.revoked_reason,
+    }
+
+
+@router.get("/releases/{name}/{version}")
+def release_status(
+    name: str,
+    version: str,
+    user: User = Depends(require_user("read")),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """My access to a release: circle, licence (with its text), request, grant, can_download."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    state = access_state(session, user, release)
+    if state["grant"]:
+        state["grant"]["expires_at"] = state["grant"]["expires_at"].isoformat(timespec="seconds")
+    return {"release": release.ref, **state}
+
+
+@router.post("/releases/{name}/{version}/licence")
+def accept_licence(
+    name: str,
+    version: str,
+    body: AcceptIn,
+    request: Request,
+    user: User = Depends(require_user("read")),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Accept the release's current licence (the hash must be the current text's)."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    acceptance = licences.accept_licence(
+        session,
+        user,
+        release,
+        text_sha256=body.sha256,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    session.commit()
+    return {
+        "release": release.ref,
+        "licence": acceptance.licence_ref,
+        "sha256": acceptance.text_sha256,
+        "accepted_at": acceptance.accepted_at.isoformat(timespec="seconds"),
+    }
+
+
+@router.post("/releases/{name}/{version}/requests")
+def submit_request(
+    name: str,
+    version: str,
+    body: RequestIn,
+    request: Request,
+    user: User = Depends(require_user("read")),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Ask for a release (idempotent while pending or approved)."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    req = requests.submit_request(
+        session,
+        user,
+        release,
+        body.answers,
+        licence_sha256=body.licence_sha256,
+        via="api",
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        base_url=get_services(request).settings.base_url,
+    )
+    out = request_out(req)
+    commit_and_deliver(request, session)
+    return out
+
+
+@router.get("/requests")
+def my_requests(
+    user: User = Depends(require_user("read")), session: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    """My requests, newest first."""
+    return [request_out(r) for r in requests.user_requests(session, user)]
+
+
+@router.post("/requests/{request_id}/appeal")
+def appeal(
+    request_id: int,
+    body: AppealIn,
+    request: Request,
+    user: User = Depends(require_user("read")),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Appeal a rejection, once."""
+    req = requests.appeal(
+        session, user, requests.get_request(session, request_id), body.text, ip=client_ip(request)
+    )
+    out = request_out(req)
+    session.commit()
+    return out
+
+
+@router.get("/grants")
+def my_grants(
+    user: User = Depends(require_user("read")), session: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    """My grants, newest first."""
+    return [grant_out(g) for g in grants.list_grants(session, user=user)]
+
+
+@router.get("/review")
+def review_queue(
+    state: str = "pending",
+    release: str = "",
+    q: str = "",
+    limit: int = 200,
+    offset: int = 0,
+    user: User = Depends(require_role("admin", "reviewer")),
+    session: Session = Depends(db_session),
+) -> list[dict[str, Any]]:
+    """Requests for reviewers, filtered."""
+    chosen = catalogue.get_release(session, release) if release else None
+    return [
+        request_out(r)
+        for r in requests.review_queue(
+            session, state=state or None, release=chosen, search=q, limit=limit, offset=offset
+        )
+    ]
+
+
+@router.post("/review/decisions")
+def decide(
+    body: DecisionIn,
+    request: Request,
+    user: User = Depends(require_role("admin", "reviewer")),
+    session: Session = Depends(db_session),
+) -> list[dict[str, Any]]:
+    """Approve or reject requests; each is reported (a reviewer's own request is refused)."""
+    outcomes = requests.decide_many(
+        session,
+        body.request_ids,
+        approve=body.approve,
+        reviewer=user,
+        actor=user.email,
+        reason=body.reason,
+        ip=client_ip(request),
+        base_url=get_services(request).settings.base_url,
+    )
+    commit_and_deliver(request, session)
+    return [{"request_id": o.request_id, "state": o.state, "error": o.error} for o in outcomes]
+
+
+@router.post("/releases/{name}/{version}/circle")
+def set_circle(
+    name: str,
+    version: str,
+    body: CircleIn,
+    request: Request,
+    user: User = Depends(require_role("admin")),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Set a release's circle; narrowing revokes every grant outside it."""
+    change = circles.set_circle(
+        session,
+        catalogue.get_release(session, f"{name}@{version}"),
+        body.circle,
+        reason=body.reason,
+        actor=user.email,
+        ip=client_ip(request),
+    )
+    commit_and_deliver(request, session)
+    return {
+        "release": change.release,
+        "from": change.before,
+        "to": change.after,
+        "revoked": change.revoked,
+    }

@@ -1,0 +1,415 @@
+"""Pages for the lab: review queue, circles and NDAs, licences, users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from ringfence.access import accounts, circles, licences, requests
+from ringfence.access.models import CIRCLES, ROLES, User
+from ringfence.access.web_common import (
+    commit_and_deliver,
+    login_redirect,
+    redirect,
+    render,
+    require_page_role,
+)
+from ringfence.catalogue import services as catalogue
+from ringfence.catalogue.models import Licence
+from ringfence.db import utcnow
+from ringfence.errors import InvalidInput, RingfenceError
+from ringfence.web.deps import db_session, get_services
+from ringfence.web.security import client_ip, current_user, verify_csrf
+
+router = APIRouter(include_in_schema=False)
+CSRF = [Depends(verify_csrf)]
+REVIEWERS = ("admin", "reviewer")
+
+
+def _review_context(session: Session, state: str, release: str, q: str) -> dict[str, Any]:
+    chosen = catalogue.get_release(session, release) if release else None
+    return {
+        "queue": requests.review_queue(session, state=state or None, release=chosen, search=q),
+        "releases": requests.releases_with_requests(session),
+        "states": requests.REQUEST_STATES,
+        "filters": {"state": state, "release": release, "q": q},
+    }
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review(
+    request: Request,
+    state: str = "pending",
+    release: str = "",
+    q: str = "",
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """The review queue, filtered by state, release and requester."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, *REVIEWERS)
+    return render(
+        request, "access/review.html", {"me": user, **_review_context(session, state, release, q)}
+    )
+
+
+@router.post("/review/decide", dependencies=CSRF)
+async def decide(
+    request: Request,
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Approve or reject the ticked requests (bulk)."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, *REVIEWERS)
+    form = await request.form()
+    action = str(form.get("action", ""))
+    reason = str(form.get("reason", ""))
+    try:
+        ids = [int(str(v)) for v in form.getlist("ids")]
+        if action not in ("approve", "reject"):
+            raise InvalidInput("choose approve or reject")
+        if not ids:
+            raise InvalidInput("tick at least one request")
+        outcomes = requests.decide_many(
+            session,
+            ids,
+            approve=action == "approve",
+            reviewer=user,
+            actor=user.email,
+            reason=reason,
+            ip=client_ip(request),
+            base_url=get_services(request).settings.base_url,
+        )
+    except (RingfenceError, ValueError) as exc:
+        session.rollback()
+        message = exc.diagnostics() if isinstance(exc, RingfenceError) else "invalid request id"
+        return render(
+            request,
+            "access/review.html",
+            {"me": user, "error": message, **_review_context(session, "pending", "", "")},
+            status_code=400,
+        )
+    commit_and_deliver(request, session)
+    problems = [f"#{o.request_id}: {o.error}" for o in outcomes if o.error]
+    if problems:
+        return render(
+            request,
+            "access/review.html",
+            {
+                "me": user,
+                "error": " ".join(problems),
+                **_review_context(session, "pending", "", ""),
+            },
+            status_code=409,
+        )
+    return redirect("/review", "decided")
+
+
+def _circles_context(session: Session) -> dict[str, Any]:
+    return {
+        "releases": catalogue.list_releases(session),
+        "circles": CIRCLES,
+        "institutions": accounts.list_institutions(session),
+        "ndas": circles.list_ndas(session),
+        "now": utcnow(),
+    }
+
+
+@router.get("/admin/circles", response_class=HTMLResponse)
+def circles_page(
+    request: Request,
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Releases and their circles; institutions and NDAs."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    return render(request, "access/circles.html", _circles_context(session))
+
+
+@router.post("/admin/circles/set", dependencies=CSRF)
+def set_circle(
+    request: Request,
+    release: str = Form(""),
+    circle: str = Form(""),
+    reason: str = Form(""),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Set a release's circle (narrowing revokes grants outside it)."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    try:
+        circles.set_circle(
+            session,
+            catalogue.get_release(session, release),
+            circle,
+            reason=reason,
+            actor=user.email,
+            ip=client_ip(request),
+        )
+    except RingfenceError as exc:
+        session.rollback()
+        return render(
+            request,
+            "access/circles.html",
+            {**_circles_context(session), "error": exc.diagnostics()},
+            status_code=exc.http_status,
+        )
+    commit_and_deliver(request, session)
+    return redirect("/admin/circles", "circle-set")
+
+
+@router.post("/admin/institutions", dependencies=CSRF)
+def add_institution(
+    request: Request,
+    name: str = Form(""),
+    domains: str = Form(""),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Record an institution and its verified domains (comma-separated)."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    try:
+        accounts.add_institution(session, name, domains.replace(",", " ").split(), actor=user.email)
+    except RingfenceError as exc:
+        session.rollback()
+        return render(
+            request,
+            "access/circles.html",
+            {**_circles_context(session), "error": exc.diagnostics()},
+            status_code=exc.http_status,
+        )
+    session.commit()
+    return redirect("/admin/circles", "saved")
+
+
+@router.post("/admin/ndas", dependencies=CSRF)
+async def add_nda(
+    request: Request,
+    institution: str = Form(""),
+    signatory: str = Form(""),
+    expires: str = Form(""),
+    document: UploadFile = File(...),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Store a signed NDA document and record it (then countersign it)."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    try:
+        data = await document.read(50 * 1024 * 1024 + 1)
+        circles.record_nda(
+            session,
+            get_services(request).blobs,
+            accounts.get_institution(session, institution),
+            document=data,
+            document_name=document.filename or "nda.pdf",
+            signatory=signatory,
+            expires_at=circles.parse_date(expires, "expires"),
+            actor=user.email,
+        )
+    except RingfenceError as exc:
+        session.rollback()
+        return render(
+            request,
+            "access/circles.html",
+            {**_circles_context(session), "error": exc.diagnostics()},
+            status_code=exc.http_status,
+        )
+    session.commit()
+    return redirect("/admin/circles", "saved")
+
+
+@router.post("/admin/ndas/{nda_id}/countersign", dependencies=CSRF)
+def countersign(
+    request: Request,
+    nda_id: int,
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Countersign an NDA as the signed-in admin."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    circles.countersign_nda(session, circles.get_nda(session, nda_id), user, ip=client_ip(request))
+    session.commit()
+    return redirect("/admin/circles", "saved")
+
+
+def _licences_context(session: Session) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    return {
+        "licences": list(
+            session.scalars(select(Licence).order_by(Licence.slug, Licence.version.desc()))
+        ),
+        "releases": catalogue.list_releases(session),
+    }
+
+
+@router.get("/admin/licences", response_class=HTMLResponse)
+def licences_page(
+    request: Request,
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Licence versions; which release names which."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    return render(request, "access/licences.html", _licences_context(session))
+
+
+@router.post("/admin/licences", dependencies=CSRF)
+def add_licence(
+    request: Request,
+    slug: str = Form(""),
+    title: str = Form(""),
+    text: str = Form(""),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Add a licence version (empty text: the shipped research-only template)."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    try:
+        if not text.strip() and slug.strip() == licences.RESEARCH_ONLY:
+            licences.install_research_licence(session, actor=user.email)
+        else:
+            catalogue.add_licence(
+                session,
+                slug.strip(),
+                title.strip() or slug.strip(),
+                text.replace("\r\n", "\n"),
+                user.email,
+            )
+    except RingfenceError as exc:
+        session.rollback()
+        return render(
+            request,
+            "access/licences.html",
+            {**_licences_context(session), "error": exc.diagnostics()},
+            status_code=exc.http_status,
+        )
+    session.commit()
+    return redirect("/admin/licences", "saved")
+
+
+@router.post("/admin/licences/set", dependencies=CSRF)
+def set_licence(
+    request: Request,
+    release: str = Form(""),
+    licence: str = Form(""),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Name a release's licence; holders must accept it again."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    try:
+        licences.set_release_licence(
+            session,
+            catalogue.get_release(session, release),
+            catalogue.get_licence(session, licence),
+            actor=user.email,
+            base_url=get_services(request).settings.base_url,
+        )
+    except RingfenceError as exc:
+        session.rollback()
+        return render(
+            request,
+            "access/licences.html",
+            {**_licences_context(session), "error": exc.diagnostics()},
+            status_code=exc.http_status,
+        )
+    commit_and_deliver(request, session)
+    return redirect("/admin/licences", "saved")
+
+
+def _users_context(session: Session) -> dict[str, Any]:
+    return {
+        "users": accounts.list_users(session),
+        "roles": ROLES,
+        "institutions": accounts.list_institutions(session),
+    }
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(
+    request: Request,
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Every account with its role and institution."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    return render(request, "access/users.html", _users_context(session))
+
+
+@router.post("/admin/users", dependencies=CSRF)
+def update_user(
+    request: Request,
+    email: str = Form(""),
+    role: str = Form(""),
+    institution: str = Form(""),
+    active: str = Form("on"),
+    create: str = Form(""),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Add a user, or change a user's role, institution and whether the account is active."""
+    if user is None:
+        return login_redirect(request)
+    require_page_role(user, "admin")
+    svc = get_services(request)
+    try:
+        if create:
+            accounts.add_user(
+                session,
+                svc.secrets,
+                email,
+                role=role or "member",
+                institution=institution or None,
+                actor=user.email,
+                base_url=svc.settings.base_url,
+            )
+        else:
+            if accounts.normalise_email(email) == user.email and (
+                role != user.role or active != "on"
+            ):
+                raise InvalidInput(
+                    "you cannot change your own role or disable yourself", hint="ask another admin"
+                )
+            accounts.update_user(
+                session,
+                email,
+                role=role or None,
+                institution=institution,
+                active=active == "on",
+                actor=user.email,
+            )
+    except RingfenceError as exc:
+        session.rollback()
+        return render(
+            request,
+            "access/users.html",
+            {**_users_context(session), "error": exc.diagnostics()},
+            status_code=exc.http_status,
+        )
+    commit_and_deliver(request, session)
+    return redirect("/admin/users", "saved")

@@ -1,0 +1,181 @@
+"""The access part of a release page: circle, licence, the request form and my state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from ringfence.access import circles, grants, licences, requests
+from ringfence.access.countries import COUNTRIES
+from ringfence.access.models import User
+from ringfence.access.web_common import (
+    NOTICES,
+    commit_and_deliver,
+    login_redirect,
+    redirect,
+    render,
+)
+from ringfence.catalogue import services as catalogue
+from ringfence.catalogue.models import Release
+from ringfence.errors import RingfenceError
+from ringfence.web.deps import db_session, get_services
+from ringfence.web.security import client_ip, current_user, template_user, verify_csrf
+from ringfence.web.templating import templates
+
+router = APIRouter(include_in_schema=False)
+CSRF = [Depends(verify_csrf)]
+
+
+def access_state(session: Session, user: User | None, release: Release) -> dict[str, Any]:
+    """What a person sees of their access to a release, as plain values."""
+    licence = release.licence
+    policy = requests.get_policy(session, release)
+    state: dict[str, Any] = {
+        "circle": release.circle,
+        "licence": {
+            "ref": licence.ref,
+            "title": licence.title,
+            "sha256": licence.sha256,
+            "text": licence.text,
+        }
+        if licence
+        else None,
+        "fields": policy.fields,
+        "signed_in": user is not None,
+        "verified": bool(user and user.email_verified),
+        "admitted": bool(user and circles.admits(session, release, user)),
+        "standing": circles.standing(session, user) if user else None,
+        "request": None,
+        "grant": None,
+        "accepted": bool(user and licences.has_accepted(session, user, release)),
+        "can_download": False,
+        "reason": "sign in to request access",
+    }
+    if user is None:
+        return state
+    req = requests.find_request(session, user, release)
+    if req is not None:
+        state["request"] = {
+            "id": req.id,
+            "state": req.state,
+            "reason": req.reason,
+            "appealed": req.appeal is not None,
+        }
+    grant = next(iter(grants.list_grants(session, release=release, user=user)), None)
+    if grant is not None:
+        state["grant"] = {
+            "id": grant.id,
+            "state": grant.state,
+            "expires_at": grant.expires_at,
+            "revoked_reason": grant.revoked_reason,
+        }
+    try:
+        grants.authorise_download(session, user, release)
+        state["can_download"], state["reason"] = True, ""
+    except RingfenceError as exc:
+        state["reason"] = exc.diagnostics()
+    return state
+
+
+def release_access(request: Request, release: Release) -> dict[str, Any]:
+    """Jinja global for release.html's `release_access` block (the catalogue renders the page)."""
+    user = template_user(request)
+    with get_services(request).sessions() as session:
+        fresh_user = session.get(User, user.id) if user else None
+        fresh_release = session.get(Release, release.id)
+        assert fresh_release is not None  # the page just loaded it
+        state = access_state(session, fresh_user, fresh_release)
+    state["error"] = getattr(request.state, "access_error", None)
+    state["values"] = getattr(request.state, "access_values", {})
+    state["countries"] = COUNTRIES
+    state["notice"] = NOTICES.get(request.query_params.get("done", ""))
+    return state
+
+
+templates.env.globals["release_access"] = release_access
+
+
+def _release_page_with_error(
+    request: Request, release: Release, error: RingfenceError, values: dict[str, Any]
+) -> Response:
+    request.state.access_error = error.diagnostics()
+    request.state.access_values = values
+    return render(request, "release.html", {"release": release}, status_code=error.http_status)
+
+
+@router.post("/models/{name}/{version}/request", dependencies=CSRF)
+async def submit_request(
+    request: Request,
+    name: str,
+    version: str,
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Send the release's request form."""
+    if user is None:
+        return login_redirect(request)
+    release = catalogue.get_release(session, f"{name}@{version}")
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    try:
+        requests.submit_request(
+            session,
+            user,
+            release,
+            values,
+            via="web",
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            base_url=get_services(request).settings.base_url,
+        )
+    except RingfenceError as exc:
+        session.rollback()
+        return _release_page_with_error(request, release, exc, values)
+    commit_and_deliver(request, session)
+    return redirect(f"/models/{name}/{version}", "requested")
+
+
+@router.post("/models/{name}/{version}/licence", dependencies=CSRF)
+def accept_licence(
+    request: Request,
+    name: str,
+    version: str,
+    licence_sha256: str = Form(""),
+    agree: str = Form(""),
+    user: User | None = Depends(current_user),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Accept the licence text the page showed (its hash travels with the form)."""
+    if user is None:
+        return login_redirect(request)
+    release = catalogue.get_release(session, f"{name}@{version}")
+    try:
+        if agree != "on":
+            from ringfence.errors import InvalidInput
+
+            raise InvalidInput("tick the box to accept the licence")
+        licences.accept_licence(
+            session,
+            user,
+            release,
+            text_sha256=licence_sha256,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+    except RingfenceError as exc:
+        session.rollback()
+        return _release_page_with_error(request, release, exc, {})
+    session.commit()
+    return redirect(f"/models/{name}/{version}", "accepted")
+
+
+@router.get("/models/{name}/{version}/licence", response_class=HTMLResponse)
+def licence_text(
+    request: Request, name: str, version: str, session: Session = Depends(db_session)
+) -> Response:
+    """The full text of the release's current licence."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    return render(request, "access/licence.html", {"release": release, "licence": release.licence})
