@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ringfence.db import make_engine, make_sessionmaker, migrate
 from ringfence.secrets import LocalSecretStore, SecretStore
 from ringfence.settings import Settings
-from ringfence.storage import BlobStore, LocalBlobStore
+from ringfence.storage import BlobStore
 
 if TYPE_CHECKING:
     from ringfence.access.mail import Mailer
@@ -35,7 +35,10 @@ class Services:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return LocalBlobStore(self.settings.blob_dir)
+        # RINGFENCE_STORAGE chooses local (default) or S3 (see ringfence.storage_s3).
+        from ringfence.storage_s3 import make_blob_store
+
+        return make_blob_store(self.settings.blob_dir)
 
     @cached_property
     def secrets(self) -> SecretStore:
