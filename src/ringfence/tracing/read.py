@@ -1,0 +1,143 @@
+"""Soft code symbols, each with a reliability, from an aligned suspect and the original.
+
+For changed element k of symbol i the embedding moved the weight by s_i·c_k, with c_k the
+carrier sign times half the distance between the format's neighbours of that original weight
+(one bf16/f16/f32 step, or the Q8_0 block scale; see `fingerprint.embed`). With the residual
+d_k = suspect_k − original_k the matched filter (least squares) gives
+
+    ŝ_i = Σ_k d_k c_k / Σ_k c_k²,   Var(ŝ_i) = Σ_k c_k² σ_k² / (Σ_k c_k²)²,
+
+σ_k² being the residual power of the *unchanged* elements around k (estimated per slice of a
+tensor: whatever re-quantisation, noise or fine-tuning did there, the fingerprint did not).
+The soft symbol handed to the scorer is clip(ŝ_i, −1, 1) · ρ_i with the Wiener weight
+ρ_i = 1/(1 + Var(ŝ_i)): symbols read cleanly count fully, symbols drowned in noise count
+little, symbols with no surviving weights are 0. Any real y is allowed by the scorer's
+Chernoff bound (`fingerprint.code.tail_bound`), which is computed for the y of each trace.
+Elements the alignment could not place (NaN) are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ringfence.fingerprint import carrier
+from ringfence.fingerprint.detect import decode
+from ringfence.fingerprint.embed import FLOAT_KINDS, Q8_0_BLOCK, Q8_0_BYTES, unit_bytes
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
+
+#: elements per slice: the unit of work, and of the noise estimate
+SLICE = 1 << 18
+
+
+@dataclass
+class SymbolEvidence:
+    """Per-symbol sums of the matched filter: Σ d c, Σ c², Σ c² σ², and the weights read."""
+
+    num: F64
+    den: F64
+    noise: F64
+    weights_read: int = 0
+
+    @classmethod
+    def empty(cls, code_length: int) -> SymbolEvidence:
+        """No evidence yet."""
+        z = np.zeros(code_length)
+        return cls(z, z.copy(), z.copy(), 0)
+
+    def add(self, other: SymbolEvidence) -> None:
+        """Accumulate another tensor's evidence."""
+        self.num += other.num
+        self.den += other.den
+        self.noise += other.noise
+        self.weights_read += other.weights_read
+
+
+def coefficients(dtype: str, raw: U8, index: npt.NDArray[np.int64]) -> F32:
+    """|c_k|: half the gap between the format's neighbours of each changed original weight."""
+    if dtype == "Q8_0":
+        block = index // Q8_0_BLOCK * Q8_0_BYTES
+        scale = np.stack([raw[block], raw[block + 1]], axis=1).copy().view("<f2")
+        return np.abs(scale.reshape(-1).astype(np.float32))
+    kind = FLOAT_KINDS[dtype]
+    word = kind.word
+    le = np.dtype(word).newbyteorder("<")
+    words = raw.view(le)[index].astype(word)
+    guard = (words + word(2 * kind.exponent_unit)) & word(kind.exponent_mask)
+    safe = guard > 2 * kind.exponent_unit
+    up = decode(dtype, (words + word(kind.step)).astype(le).view(np.uint8))
+    down = decode(dtype, (words - word(kind.step)).astype(le).view(np.uint8))
+    # signed: one step up moves a negative weight down (larger magnitude)
+    step = (up - down) / 2
+    return np.where(safe, step, np.float32(0)).astype(np.float32)
+
+
+def tensor_evidence(
+    dtype: str, original: U8, suspect: F32, tensor_seed: int, code_length: int
+) -> SymbolEvidence:
+    """The matched-filter sums over one carrier tensor (original raw bytes, aligned suspect)."""
+    size, per_unit = unit_bytes(dtype)
+    numel = original.size // size * per_unit
+    flat = np.asarray(suspect, dtype=np.float32).reshape(-1)
+    if flat.size != numel:
+        raise ValueError(f"suspect tensor has {flat.size} elements, the original {numel}")
+    out = SymbolEvidence.empty(code_length)
+    step = SLICE - SLICE % max(per_unit, carrier.BLOCK)
+    for first in range(0, numel, step):
+        count = min(step, numel - first)
+        raw = original[first // per_unit * size : (first + count) // per_unit * size]
+        values = decode(dtype, raw)
+        part = flat[first : first + count]
+        residual = part - values
+        finite = np.isfinite(residual)
+        if not finite.any():
+            continue
+        index, positive, symbol = carrier.carrier_positions(tensor_seed, first, count, code_length)
+        index = index - first
+        changed = np.zeros(count, dtype=bool)
+        changed[index] = True
+        quiet = finite & ~changed
+        sigma2 = float(np.mean(residual[quiet].astype(np.float64) ** 2)) if quiet.any() else 0.0
+        keep = finite[index]
+        index, positive, symbol = index[keep], positive[keep], symbol[keep]
+        coef = coefficients(dtype, raw, index).astype(np.float64)
+        coef = np.where(positive, coef, -coef)
+        d = residual[index].astype(np.float64)
+        c2 = coef * coef
+        out.num += np.bincount(symbol, weights=d * coef, minlength=code_length)
+        out.den += np.bincount(symbol, weights=c2, minlength=code_length)
+        out.noise += np.bincount(symbol, weights=c2 * sigma2, minlength=code_length)
+        out.weights_read += int(index.size)
+    return out
+
+
+@dataclass(frozen=True)
+class SoftSymbols:
+    """What a suspect says about each code symbol: the estimate, its reliability, and y."""
+
+    estimate: F64
+    variance: F64
+    reliability: F64
+    symbols: F64
+
+    @property
+    def read(self) -> int:
+        """Number of symbols with any evidence at all."""
+        return int(np.count_nonzero(self.reliability))
+
+
+def soft_symbols(evidence: SymbolEvidence) -> SoftSymbols:
+    """ŝ, Var(ŝ), ρ and y = clip(ŝ, −1, 1)·ρ (see the module docstring)."""
+    den = evidence.den
+    seen = den > 0
+    safe = np.where(seen, den, 1.0)
+    estimate = np.where(seen, evidence.num / safe, 0.0)
+    variance = np.where(seen, evidence.noise / (safe * safe), np.inf)
+    reliability = np.where(seen, 1.0 / (1.0 + variance), 0.0)
+    symbols = np.clip(estimate, -1.0, 1.0) * reliability
+    return SoftSymbols(estimate, variance, reliability, symbols)
