@@ -1,0 +1,149 @@
+"""What a fingerprint costs: held-out perplexity of the original, a fingerprinted copy and casts.
+
+Needs the eval extra (torch, transformers); imported lazily by the CLI and the bench. The
+held-out text is `ringfence/data/heldout.txt` (public-domain English, see its header).
+
+The cast rows are the yardstick the issue asks for: "bf16 cast" is the loss of casting fp32
+weights to bf16. For an fp32 release it is the real cast; for a release that is already bf16
+(the demo) the cast has already happened, so it is reproduced as what it is, a rounding error
+uniform in ±½ bf16 ulp of each weight, added to the bf16 weights with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ringfence.errors import InvalidInput
+from ringfence.fingerprint import code
+from ringfence.fingerprint.plan import build_plan
+from ringfence.fingerprint.stream import fingerprinted_bytes
+from ringfence.formats.index import read_index
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ringfence.catalogue.models import Release
+    from ringfence.secrets import SecretStore
+    from ringfence.storage import BlobStore
+
+#: the recipient index quality copies use: above any dense index a release will reach
+PROBE_RECIPIENT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    """One variant's perplexity and its change against the original."""
+
+    variant: str
+    perplexity: float
+    delta: float
+    tokens: int
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "perplexity": round(self.perplexity, 4),
+            "delta": round(self.delta, 4),
+            "tokens": self.tokens,
+        }
+
+
+def heldout_text() -> str:
+    """The held-out public-domain English text shipped with ringfence."""
+    return resources.files("ringfence").joinpath("data/heldout.txt").read_text("utf-8")
+
+
+def perplexity(model: Any, ids: Any, window: int = 1024) -> float:
+    """exp of the mean next-token loss over non-overlapping windows of `ids` (1-D tensor)."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, ids.numel() - 1, window):
+            chunk = ids[start : start + window + 1][None, :]
+            if chunk.shape[1] < 2:
+                break
+            logits = model(chunk[:, :-1]).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum")
+            total += float(loss)
+            count += chunk.shape[1] - 1
+    return float(np.exp(total / count))
+
+
+def _bf16_noise(values: np.ndarray, seed: int) -> np.ndarray:
+    """Add a rounding error uniform in ±½ bf16 ulp of each value (what a bf16 cast makes)."""
+    exponent = (values.view(np.uint32) >> np.uint32(23)) & np.uint32(0xFF)
+    ulp = np.ldexp(np.float32(1), exponent.astype(np.int32) - 127 - 7).astype(np.float32)
+    noise = np.random.default_rng(seed).uniform(-0.5, 0.5, values.shape).astype(np.float32)
+    return np.where(exponent > 0, values + noise * ulp, values).astype(np.float32)
+
+
+def compare(hf_dir: Path, key: bytes, tokens: int = 20480) -> list[QualityRow]:
+    """Perplexity of a Hugging Face-layout model and its variants on the held-out text."""
+    import torch
+    from safetensors.torch import load
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights = hf_dir / "model.safetensors"
+    if not weights.exists():
+        raise InvalidInput(f"{hf_dir} has no model.safetensors", hint="give a single-file model")
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    ids = tokenizer(heldout_text(), return_tensors="pt")["input_ids"][0][:tokens]
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    model.eval()
+    original = {k: v.float() for k, v in load(weights.read_bytes()).items()}
+    plan = build_plan(read_index(weights), key)
+    limits = code.thresholds(key, plan.code_length, code.CodeParams().cutoff)
+    bits = code.codeword(key, PROBE_RECIPIENT, limits)
+    marked = load(b"".join(fingerprinted_bytes(weights, plan, bits)))
+    all_bf16 = all(t.dtype == torch.bfloat16 for t in load(weights.read_bytes()).values())
+
+    def variant(name: str) -> dict[str, Any]:
+        if name == "original":
+            return original
+        if name == "fingerprinted":
+            return {k: v.float() for k, v in marked.items()}
+        if name == "fp16 cast":
+            return {k: v.half().float() for k, v in original.items()}
+        if all_bf16:  # bf16 cast of an already-bf16 model: its rounding error, reproduced
+            return {
+                k: torch.from_numpy(_bf16_noise(v.numpy(), i)).reshape(v.shape)
+                for i, (k, v) in enumerate(original.items())
+            }
+        return {k: v.bfloat16().float() for k, v in original.items()}
+
+    rows: list[QualityRow] = []
+    base = 0.0
+    for name in ("original", "fingerprinted", "bf16 cast", "fp16 cast"):
+        model.load_state_dict(variant(name), strict=False)
+        ppl = perplexity(model, ids)
+        base = ppl if name == "original" else base
+        rows.append(QualityRow(name, ppl, ppl - base, int(ids.numel())))
+    return rows
+
+
+def release_quality(
+    session: Session, blobs: BlobStore, secrets: SecretStore, release: Release, tokens: int
+) -> list[QualityRow]:
+    """`compare` for a published release (its files materialised in a temporary directory)."""
+    from ringfence.fingerprint.services import release_key
+
+    with tempfile.TemporaryDirectory(prefix="ringfence-quality-") as tmp:
+        root = Path(tmp)
+        for artifact in release.artifacts:
+            target = root / artifact.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with blobs.open(artifact.sha256) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+        if not (root / "config.json").exists():
+            raise InvalidInput(f"{release.ref} has no config.json: quality needs a HF layout")
+        json.loads((root / "config.json").read_text())
+        return compare(root, release_key(secrets, release), tokens)

@@ -1,0 +1,295 @@
+"""Fingerprint operations: recipients, the bytes a recipient downloads, issuing and detecting.
+
+The numeric core (`code`, `carrier`, `embed`, `detect`) sees arrays only; this module is the
+adapter between it and the catalogue (releases, artifacts, blobs), the secret store and the
+audit log. A release's key is `secrets.derive("fingerprint:release:<id>")`: it never leaves
+the server, and with it and a recipient's index every byte of her copy can be recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ringfence.audit.services import record
+from ringfence.audit.tags import EventTag
+from ringfence.catalogue.models import Artifact, Release
+from ringfence.errors import InvalidInput, NotFound
+from ringfence.fingerprint import code, detect
+from ringfence.fingerprint.models import Recipient
+from ringfence.fingerprint.plan import FingerprintPlan, build_plan, check_capacity
+from ringfence.fingerprint.stream import fingerprinted_bytes
+from ringfence.formats.index import TensorInfo, WeightsIndex, read_index
+from ringfence.secrets import SecretStore
+from ringfence.storage import BlobStore
+
+if TYPE_CHECKING:
+    from ringfence.wiring import Services
+
+WEIGHT_FORMATS = ("safetensors", "gguf")
+PARAMS = code.CodeParams()
+
+
+def release_key(secrets: SecretStore, release: Release) -> bytes:
+    """The release's fingerprint key (server-side only)."""
+    return secrets.derive(f"fingerprint:release:{release.id}")
+
+
+def publish_checks(svc: Services) -> list[Callable[[list[WeightsIndex]], None]]:
+    """Checks the catalogue runs before storing a release: room for the code in its matrices."""
+    return [lambda indexes: check_capacity(indexes, PARAMS)]
+
+
+def register_recipient(
+    session: Session, release: Release, email: str, *, actor: str, simulated: bool = False
+) -> Recipient:
+    """The release's recipient for `email`, registered (with the next dense index) if new."""
+    email = email.strip()
+    if not email or len(email) > 320:
+        raise InvalidInput("a recipient needs an e-mail address or user reference")
+    found = session.scalars(
+        select(Recipient).where(Recipient.release_id == release.id, Recipient.email == email)
+    ).first()
+    if found is not None:
+        return found
+    count = session.scalar(
+        select(func.count()).select_from(Recipient).where(Recipient.release_id == release.id)
+    )
+    recipient = Recipient(
+        release_id=release.id, index=int(count or 0), email=email, simulated=simulated
+    )
+    session.add(recipient)
+    session.flush()
+    if not simulated:
+        record(
+            session,
+            EventTag.Fingerprint.RecipientRegistered,
+            actor=actor,
+            subject=f"release:{release.ref}",
+            payload={"recipient": email, "index": recipient.index},
+        )
+    return recipient
+
+
+def simulate_recipients(session: Session, release: Release, count: int, *, actor: str) -> int:
+    """Register `count` made-up recipients (for trace experiments); returns the total."""
+    start = int(
+        session.scalar(
+            select(func.count()).select_from(Recipient).where(Recipient.release_id == release.id)
+        )
+        or 0
+    )
+    session.add_all(
+        Recipient(
+            release_id=release.id,
+            index=start + i,
+            email=f"simulated-{start + i}@invalid",
+            simulated=True,
+        )
+        for i in range(count)
+    )
+    session.flush()
+    record(
+        session,
+        EventTag.Fingerprint.RecipientsSimulated,
+        actor=actor,
+        subject=f"release:{release.ref}",
+        payload={"added": count, "total": start + count},
+    )
+    return start + count
+
+
+def recipient_indices(session: Session, release: Release) -> npt.NDArray[np.int64]:
+    """Every registered recipient index of a release."""
+    ids = session.scalars(select(Recipient.index).where(Recipient.release_id == release.id))
+    return np.fromiter(ids, dtype=np.int64)
+
+
+def artifact_index(artifact: Artifact) -> WeightsIndex | None:
+    """The tensor index of a weights artifact, from the catalogue (no file read)."""
+    if artifact.format not in WEIGHT_FORMATS or artifact.data_offset is None:
+        return None
+    tensors = tuple(
+        TensorInfo(t.name, t.dtype, tuple(int(d) for d in t.shape), int(t.begin), int(t.end))
+        for t in sorted(artifact.tensors, key=lambda t: t.begin)
+    )
+    return WeightsIndex(artifact.format, int(artifact.data_offset), int(artifact.size), tensors)
+
+
+def artifact_plan(key: bytes, artifact: Artifact) -> FingerprintPlan | None:
+    """How a weights artifact is fingerprinted (None for configs, tokenizers, cards)."""
+    index = artifact_index(artifact)
+    return None if index is None else build_plan(index, key, PARAMS)
+
+
+def codeword(key: bytes, recipient: int) -> npt.NDArray[np.bool_]:
+    """A recipient's codeword under a release key."""
+    limits = code.thresholds(key, PARAMS.design.length, PARAMS.cutoff)
+    return code.codeword(key, recipient, limits)
+
+
+def artifact_bytes(
+    blobs: BlobStore,
+    secrets: SecretStore,
+    release: Release,
+    artifact: Artifact,
+    recipient: int,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[bytes]:
+    """Bytes [start, end) of one artifact as `recipient` downloads it, in constant memory."""
+    end = artifact.size if end is None else end
+    if not 0 <= start <= end <= artifact.size:
+        raise InvalidInput(f"byte range {start}-{end} is outside {artifact.path}")
+    key = release_key(secrets, release)
+    plan = artifact_plan(key, artifact)
+    with blobs.open(artifact.sha256) as fh:
+        if plan is None:
+            fh.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = fh.read(min(remaining, 16 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+            return
+        yield from fingerprinted_bytes(fh, plan, codeword(key, recipient), start, end)
+
+
+@dataclass(frozen=True)
+class IssuedCopy:
+    """A fingerprinted copy written to disk for one recipient."""
+
+    recipient: Recipient
+    files: list[Path]
+
+
+def make_copy(
+    session: Session,
+    blobs: BlobStore,
+    secrets: SecretStore,
+    release: Release,
+    email: str,
+    out: Path,
+    *,
+    actor: str,
+    progress: Callable[[str, int], None] | None = None,
+) -> IssuedCopy:
+    """Write exactly the copy `email` would download into `out`, and record the issuance."""
+    recipient = register_recipient(session, release, email, actor=actor)
+    files = []
+    for artifact in release.artifacts:
+        target = (out / artifact.path).resolve()
+        if out.resolve() not in target.parents:
+            raise InvalidInput(f"artifact path {artifact.path} escapes the output directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        with tmp.open("wb") as fh:
+            for chunk in artifact_bytes(blobs, secrets, release, artifact, recipient.index):
+                fh.write(chunk)
+                if progress is not None:
+                    progress(artifact.path, len(chunk))
+        os.replace(tmp, target)
+        files.append(target)
+    record(
+        session,
+        EventTag.Fingerprint.CopyIssued,
+        actor=actor,
+        subject=f"release:{release.ref}",
+        payload={
+            "recipient": recipient.email,
+            "index": recipient.index,
+            "via": "make",
+            "files": [a.path for a in release.artifacts],
+        },
+    )
+    return IssuedCopy(recipient, files)
+
+
+def _suspect_tensors(path: Path) -> dict[str, tuple[WeightsIndex, Path]]:
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".gguf"))
+    )
+    found: dict[str, tuple[WeightsIndex, Path]] = {}
+    for f in files:
+        index = read_index(f)
+        for t in index.tensors:
+            found[t.name] = (index, f)
+    return found
+
+
+def read_suspect(
+    blobs: BlobStore, key: bytes, release: Release, suspect: Path
+) -> npt.NDArray[np.float64]:
+    """Soft code symbols of a suspect copy (file or directory, same format and tensor names)."""
+    tensors = _suspect_tensors(suspect)
+    num = np.zeros(PARAMS.design.length)
+    den = np.zeros(PARAMS.design.length)
+    matched = 0
+    for artifact in release.artifacts:
+        plan = artifact_plan(key, artifact)
+        if plan is None:
+            continue
+        with blobs.open(artifact.sha256) as original:
+            for t in plan.tensors:
+                if t.name not in tensors:
+                    continue
+                index, path = tensors[t.name]
+                info = index.by_name()[t.name]
+                if info.numel != t.numel:
+                    continue
+                original.seek(t.begin)
+                raw = np.frombuffer(original.read(t.end - t.begin), dtype=np.uint8)
+                with path.open("rb") as fh:
+                    fh.seek(info.begin)
+                    theirs = np.frombuffer(fh.read(info.end - info.begin), dtype=np.uint8)
+                values = detect.decode(info.dtype, theirs)
+                n, d = detect.symbol_evidence(t.dtype, raw, values, t.seed, plan.code_length)
+                num += n
+                den += d
+                matched += 1
+    if not matched:
+        raise NotFound(
+            f"{suspect} holds none of {release.ref}'s fingerprinted tensors",
+            hint="give the copy in the release's own format and tensor names",
+        )
+    return detect.soft_symbols(num, den)
+
+
+def detect_copy(
+    session: Session,
+    blobs: BlobStore,
+    secrets: SecretStore,
+    release: Release,
+    suspect: Path,
+    *,
+    top: int = 10,
+) -> tuple[list[tuple[detect.Accusation, str]], float]:
+    """The registered recipients whose codewords a copy carries best, and the z threshold."""
+    key = release_key(secrets, release)
+    symbols = read_suspect(blobs, key, release, suspect)
+    ids = recipient_indices(session, release)
+    if ids.size == 0:
+        raise NotFound(f"{release.ref} has no recipients yet")
+    limits = code.thresholds(key, PARAMS.design.length, PARAMS.cutoff)
+    ranked, z_cut = detect.rank(key, limits, symbols, ids, PARAMS.false_accusation, top)
+    emails = dict(
+        session.execute(
+            select(Recipient.index, Recipient.email).where(
+                Recipient.release_id == release.id,
+                Recipient.index.in_([a.recipient for a in ranked]),
+            )
+        ).tuples()
+    )
+    return [(a, emails.get(a.recipient, "?")) for a in ranked], z_cut
