@@ -18,9 +18,11 @@ from ringfence.access.web_common import commit_and_deliver
 from ringfence.access.web_release import access_state
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, require_role, require_user, verify_csrf
+from ringfence.web.security import client_ip, require_role, require_user, verify_csrf_for_session
 
-router = APIRouter(prefix="/api/v1/access", tags=["access"], dependencies=[Depends(verify_csrf)])
+router = APIRouter(
+    prefix="/api/v1/access", tags=["access"], dependencies=[Depends(verify_csrf_for_session)]
+)
 
 
 class RequestIn(BaseModel):

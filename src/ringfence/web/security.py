@@ -209,3 +209,13 @@ def template_user(request: Request) -> Account | None:
 templates.env.globals["csrf_input"] = csrf_input
 templates.env.globals["csrf_token"] = csrf_token
 templates.env.globals["account_user"] = template_user
+
+
+async def verify_csrf_for_session(request: Request) -> None:
+    """`verify_csrf` for JSON APIs: only a browser session can be ridden cross-site.
+
+    A call with neither a session cookie nor a token is simply anonymous, and the route's
+    authentication answers it (401) rather than a CSRF refusal.
+    """
+    if request.cookies.get(SESSION_COOKIE):
+        await verify_csrf(request)
