@@ -16,7 +16,14 @@ from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
 from tests.conftest import CliRunner
-from tests.fixtures_access import PASSWORD, Inbox, make_release, make_user
+from tests.fixtures_access import (
+    PASSWORD,
+    Inbox,
+    free_port,
+    live_server,
+    make_release,
+    make_user,
+)
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
@@ -233,3 +240,36 @@ def test_audit_verify_detects_tampering(cli: CliRunner, smtp_services: Services)
     result = cli("audit", "verify")
     assert result.code == 1
     assert "broken at event 2" in result.err
+
+
+def test_client_commands_against_a_live_server(
+    smtp_services: Services, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ringfence request` and `ringfence licence accept` talk to a server with a token."""
+    cli("users", "add", "client@uni.example")
+    token = cli("tokens", "create", "--user", "client@uni.example", "--json").json()["token"]  # type: ignore[index]
+    with live_server(create_app(smtp_services), free_port()) as url:
+        assert cli("request", "tiny@1.0", "--server", url).code == 3  # no token yet
+        monkeypatch.setenv("RINGFENCE_TOKEN", token)
+        monkeypatch.setenv("RINGFENCE_URL", url)
+        missing = cli("request", "tiny@1.0")
+        assert missing.code == 2 and "Affiliation: this field is required" in missing.err
+        fields = [
+            "--field",
+            "affiliation=Uni",
+            "--field",
+            "country=NL",
+            "--field",
+            "intended_use=Research",
+            "--field",
+            "no_redistribution=on",
+        ]
+        made = cli("request", "tiny@1.0", *fields, "--json")
+        assert made.code == 0 and made.json()["state"] == "pending"  # type: ignore[index]
+        accepted = cli("licence", "accept", "tiny@1.0", "--yes", "--json")
+        assert accepted.code == 0, accepted.err
+        assert accepted.json()["licence"] == "research-only@1"  # type: ignore[index]
+        unknown = cli("request", "nope@1.0")
+        assert unknown.code == 2 and "no release nope@1.0" in unknown.err
+    down = cli("request", "tiny@1.0", "--server", url)
+    assert down.code == 4 and "cannot reach" in down.err

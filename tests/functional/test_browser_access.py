@@ -8,8 +8,6 @@ revoked.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,14 @@ from ringfence.db import transaction
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import build
-from tests.fixtures_access import PASSWORD, Inbox, free_port, make_release, make_user
+from tests.fixtures_access import (
+    PASSWORD,
+    Inbox,
+    free_port,
+    live_server,
+    make_release,
+    make_user,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -31,8 +36,6 @@ pytestmark = [
 @pytest.fixture
 def server(home: Path, smtp_server: tuple[int, Inbox]) -> Iterator[str]:
     """A live ringfence server on a free loopback port, mailing through the test SMTP server."""
-    import uvicorn
-
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     svc = build(Settings(home=home, mail_backend="smtp", smtp_port=smtp_server[0], base_url=url))
@@ -41,17 +44,8 @@ def server(home: Path, smtp_server: tuple[int, Inbox]) -> Iterator[str]:
         make_release(session, circle="research")
         make_user(session, "reviewer@lab.example", role="reviewer")
         make_user(session, "admin@lab.example", role="admin")
-    config = uvicorn.Config(create_app(svc), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(svc), port) as base:
+        yield base
 
 
 def test_researcher_reviewer_admin_flow(server: str, smtp_server: tuple[int, Inbox]) -> None:
@@ -60,9 +54,15 @@ def test_researcher_reviewer_admin_flow(server: str, smtp_server: tuple[int, Inb
     inbox = smtp_server[1]
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"],
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         try:
             researcher = browser.new_context().new_page()
