@@ -98,7 +98,7 @@ def compare(hf_dir: Path, key: bytes, tokens: int = 20480) -> list[QualityRow]:
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     ids = tokenizer(heldout_text(), return_tensors="pt")["input_ids"][0][:tokens]
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
-    model.eval()
+    model.train(False)  # inference mode (dropout off)
     original = {k: v.float() for k, v in load(weights.read_bytes()).items()}
     plan = build_plan(read_index(weights), key)
     limits = code.thresholds(key, plan.code_length, code.CodeParams().cutoff)
