@@ -62,21 +62,38 @@ def test_publish_before_init_says_what_to_do(cli: CliRunner, tiny_model: Path) -
     assert "ringfence init" in result.err
 
 
-def test_web_catalogue_and_api(cli: CliRunner, tiny_model: Path) -> None:
+def test_web_catalogue_and_api_show_a_release_only_to_its_circle(
+    cli: CliRunner, tiny_model: Path
+) -> None:
     from ringfence.web.app import create_app
 
     cli("init", "--org", "acme")
-    cli("publish", str(tiny_model), "--model", "tiny", "--version", "1.0")
+    assert cli("publish", str(tiny_model), "--model", "tiny", "--version", "1.0").code == 0
+    assert cli("users", "add", "staff@acme.example", "--role", "staff").code == 0
+    token = cli("tokens", "create", "--user", "staff@acme.example", "--scope", "read", "--json")
+    staff = {"Authorization": f"Bearer {token.json()['token']}"}  # type: ignore[index]
     client = TestClient(create_app())
-    page = client.get("/")
-    assert page.status_code == 200
+
+    # In-house: the lab's staff see it; to anyone else it does not exist.
+    anonymous = client.get("/")
+    assert anonymous.status_code == 200 and "tiny@1.0" not in anonymous.text
+    assert client.get("/models/tiny/1.0").status_code == 404
+    assert client.get("/api/v1/releases/tiny/1.0").status_code == 404
+    assert client.get("/api/v1/releases").json() == []
+    page = client.get("/", headers=staff)
     assert "acme/tiny" in page.text and "tiny@1.0" in page.text
-    release = client.get("/models/tiny/1.0")
+    release = client.get("/models/tiny/1.0", headers=staff)
     assert release.status_code == 200
     assert "model.safetensors" in release.text and "in-house" in release.text
-    api = client.get("/api/v1/releases/tiny/1.0").json()
+    api = client.get("/api/v1/releases/tiny/1.0", headers=staff).json()
     assert api["circle"] == "in-house"
     assert {a["path"] for a in api["artifacts"]} >= {"model.safetensors", "config.json"}
+
+    # Research: listed to everyone (the page is where people ask for access).
+    assert cli("circle", "set", "tiny@1.0", "research").code == 0
+    assert "tiny@1.0" in client.get("/").text
+    assert client.get("/api/v1/releases/tiny/1.0").json()["circle"] == "research"
+
     missing = client.get("/api/v1/releases/tiny/9.9")
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "NotFound"

@@ -112,6 +112,30 @@ def admits(session: Session, release: Release, user: User) -> bool:
     return rank(standing(session, user)) <= rank(release.circle)
 
 
+#: circles whose releases anyone may see listed (and then ask for), as gated Hub repos are
+LISTED_CIRCLES = ("research", "public")
+
+
+def visible(session: Session, release: Release, user: User | None) -> bool:
+    """Whether `user` may see that `release` exists at all.
+
+    Research and public releases are listed to everyone (the page is the door to ask for
+    access). In-house and partner releases exist only for the people their circle admits and
+    for those who hold or held a grant on them (so a revoked grantee can read why); to anyone
+    else they answer "not found", never "forbidden", so their names do not leak.
+    """
+    if release.circle in LISTED_CIRCLES:
+        return True
+    if user is None:
+        return False
+    if admits(session, release, user):
+        return True
+    held = session.scalar(
+        select(Grant.id).where(Grant.release_id == release.id, Grant.user_id == user.id).limit(1)
+    )
+    return held is not None
+
+
 @dataclass(frozen=True)
 class CircleChange:
     """What setting a circle did: the circles before and after and the grants it revoked."""

@@ -9,9 +9,13 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from ringfence.access.circles import visible
+from ringfence.access.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
+from ringfence.errors import NotFound
 from ringfence.web.deps import db_session
+from ringfence.web.security import current_user
 from ringfence.web.templating import templates
 
 router = APIRouter()
@@ -61,29 +65,57 @@ def release_out(release: Release) -> ReleaseOut:
     )
 
 
+def visible_release(session: Session, ref: str, user: User | None) -> Release:
+    """The release named `ref` when the caller may see it; otherwise the same NotFound."""
+    release = catalogue.get_release(session, ref)
+    if not visible(session, release, user):
+        name, version = catalogue.parse_ref(ref)
+        raise NotFound(f"no release {name}@{version}", hint="see the catalogue")
+    return release
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def catalogue_page(request: Request, session: Session = Depends(db_session)) -> Any:
-    """Every model and its releases."""
-    models = catalogue.list_models(session)
-    return templates.TemplateResponse(request, "catalogue.html", {"models": models})
+def catalogue_page(
+    request: Request,
+    session: Session = Depends(db_session),
+    user: User | None = Depends(current_user),
+) -> Any:
+    """Every model and the releases the caller may see."""
+    listing = []
+    for model in catalogue.list_models(session):
+        releases = [r for r in model.releases if visible(session, r, user)]
+        if releases:
+            listing.append((model, releases))
+    return templates.TemplateResponse(request, "catalogue.html", {"listing": listing})
 
 
 @router.get("/models/{name}/{version}", response_class=HTMLResponse, include_in_schema=False)
 def release_page(
-    request: Request, name: str, version: str, session: Session = Depends(db_session)
+    request: Request,
+    name: str,
+    version: str,
+    session: Session = Depends(db_session),
+    user: User | None = Depends(current_user),
 ) -> Any:
     """One release: circle, licence, files with sizes and hashes, tensor counts."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    release = visible_release(session, f"{name}@{version}", user)
     return templates.TemplateResponse(request, "release.html", {"release": release})
 
 
 @router.get("/api/v1/releases", response_model=list[ReleaseOut], tags=["catalogue"])
-def api_releases(session: Session = Depends(db_session)) -> list[ReleaseOut]:
-    """Every release, newest first."""
-    return [release_out(r) for r in catalogue.list_releases(session)]
+def api_releases(
+    session: Session = Depends(db_session), user: User | None = Depends(current_user)
+) -> list[ReleaseOut]:
+    """Every release the caller may see, newest first."""
+    return [release_out(r) for r in catalogue.list_releases(session) if visible(session, r, user)]
 
 
 @router.get("/api/v1/releases/{name}/{version}", response_model=ReleaseOut, tags=["catalogue"])
-def api_release(name: str, version: str, session: Session = Depends(db_session)) -> ReleaseOut:
-    """One release with its files."""
-    return release_out(catalogue.get_release(session, f"{name}@{version}"))
+def api_release(
+    name: str,
+    version: str,
+    session: Session = Depends(db_session),
+    user: User | None = Depends(current_user),
+) -> ReleaseOut:
+    """One release with its files (not found when the caller may not see it)."""
+    return release_out(visible_release(session, f"{name}@{version}", user))

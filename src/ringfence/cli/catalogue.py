@@ -13,6 +13,7 @@ from ringfence.catalogue.models import Release
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
 from ringfence.db import transaction
+from ringfence.wiring import Services
 
 releases_app = typer.Typer(help="List and inspect releases.", no_args_is_help=True)
 
@@ -85,7 +86,7 @@ def publish(
 ) -> None:
     """Validate and publish a release in one transaction (it starts in the in-house circle)."""
     svc = services()
-    checks = _publish_checks(svc)
+    checks = publish_checks(svc)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -114,14 +115,11 @@ def publish(
     emit(result, as_json=as_json)
 
 
-def _publish_checks(svc: Any) -> tuple[catalogue.PublishCheck, ...]:
-    """Checks other areas run before a release is stored (e.g. fingerprint capacity)."""
-    try:
-        from ringfence.fingerprint.services import publish_checks
-    except ImportError:
-        return ()
-    checks: tuple[catalogue.PublishCheck, ...] = tuple(publish_checks(svc))
-    return checks
+def publish_checks(svc: Services) -> tuple[catalogue.PublishCheck, ...]:
+    """Checks other areas run before a release is stored (the fingerprint's capacity)."""
+    from ringfence.fingerprint.services import publish_checks as fingerprint_checks
+
+    return tuple(fingerprint_checks(svc))
 
 
 @releases_app.command("list")

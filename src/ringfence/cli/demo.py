@@ -1,17 +1,26 @@
-"""`ringfence demo`: prepare the real SmolLM2 demo model and serve it."""
+"""`ringfence demo`: prepare the real SmolLM2 demo model and serve it as a research release."""
 
 from __future__ import annotations
+
+import secrets as pysecrets
 
 import typer
 
 from ringfence import demo
+from ringfence.access import accounts, licences
+from ringfence.access.circles import set_circle
 from ringfence.catalogue import services as catalogue
+from ringfence.cli.catalogue import publish_checks
 from ringfence.cli.context import services
 from ringfence.cli.output import console
 from ringfence.db import transaction
 from ringfence.errors import NotFound
+from ringfence.wiring import Services
 
 demo_app = typer.Typer(help="The demo: the real SmolLM2-135M-Instruct.", no_args_is_help=True)
+
+ACTOR = "demo"
+DEMO_ACCOUNTS = (("admin@lab.example", "admin"), ("reviewer@lab.example", "reviewer"))
 
 
 @demo_app.command("prepare")
@@ -23,6 +32,51 @@ def prepare(quiet: bool = typer.Option(False, "--quiet", help="Print nothing on 
         console.print(f"demo model ready: {path}")
 
 
+def set_up(svc: Services) -> dict[str, str]:
+    """Organisation, research licence, smollm2@1.0 in the research circle, demo staff accounts.
+
+    Idempotent: a second run changes nothing and returns no passwords (they were shown once).
+    """
+    ref = f"{demo.MODEL_NAME}@{demo.MODEL_VERSION}"
+    passwords: dict[str, str] = {}
+    with transaction(svc.sessions) as session:
+        catalogue.init_organisation(session, "lab", "Demo Lab")
+        licence = licences.install_research_licence(session, actor=ACTOR)
+        try:
+            catalogue.get_release(session, ref)
+        except NotFound:
+            console.print(f"publishing {ref} ...")
+            release = catalogue.publish(
+                session,
+                svc.blobs,
+                demo.demo_hf_dir(),
+                model=demo.MODEL_NAME,
+                version=demo.MODEL_VERSION,
+                licence=licence.ref,
+                actor=ACTOR,
+                checks=publish_checks(svc),
+            )
+            set_circle(
+                session, release, "research", reason="demo: open to researchers", actor=ACTOR
+            )
+        for email, role in DEMO_ACCOUNTS:
+            try:
+                accounts.get_user(session, email)
+            except NotFound:
+                user = accounts.add_user(
+                    session,
+                    svc.secrets,
+                    email,
+                    role=role,
+                    actor=ACTOR,
+                    base_url=svc.settings.base_url,
+                )
+                password = pysecrets.token_urlsafe(12)
+                user.password_hash = accounts.hasher.hash(password)
+                passwords[email] = password
+    return passwords
+
+
 @demo_app.command("run")
 def run(
     host: str = typer.Option("127.0.0.1", "--host"),
@@ -31,24 +85,15 @@ def run(
     """Initialise the data dir, publish smollm2@1.0 if needed, and serve."""
     prepare(quiet=True)
     svc = services()
-    ref = f"{demo.MODEL_NAME}@{demo.MODEL_VERSION}"
-    with transaction(svc.sessions) as session:
-        catalogue.init_organisation(session, "lab", "Demo Lab")
-        try:
-            catalogue.get_release(session, ref)
-        except NotFound:
-            console.print(f"publishing {ref} ...")
-            catalogue.publish(
-                session,
-                svc.blobs,
-                demo.demo_hf_dir(),
-                model=demo.MODEL_NAME,
-                version=demo.MODEL_VERSION,
-                actor="demo",
-            )
+    passwords = set_up(svc)
+    console.print(f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/")
+    console.print("  smollm2@1.0 (the real SmolLM2-135M-Instruct) is in the research circle.")
     console.print(
-        f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/ (API docs: /api/v1/docs)\n"
+        "  Sign up as a researcher; verification mails land on /outbox (dev mail backend)."
     )
+    for email, password in passwords.items():
+        console.print(f"  staff account {email} password: {password}  (shown once)")
+    console.print(f"  API docs: http://{host}:{port}/api/v1/docs\n")
     import uvicorn
 
     from ringfence.web.app import create_app
