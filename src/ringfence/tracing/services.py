@@ -218,12 +218,16 @@ def _group(name: str) -> str:
 
 
 def _collapse(steps: Sequence[str]) -> list[str]:
-    """Steps repeated across layers said once, with a count."""
-    counts = Counter(re.sub(r"\d+ of \d+", "N of M", s) for s in steps)
+    """Steps repeated across tensors said once, with how many tensors needed them."""
+    counts: Counter[str] = Counter()
     first: dict[str, str] = {}
-    for s in steps:
-        first.setdefault(re.sub(r"\d+ of \d+", "N of M", s), s)
-    return [first[k] + (f" (x{n})" if n > 1 else "") for k, n in counts.items()]
+    for step in steps:
+        shape = re.sub(r"\d+(\.\d+)?", "#", step)
+        counts[shape] += 1
+        first.setdefault(shape, step)
+    return [
+        first[k] + (f" (in {n} tensors, e.g. this one)" if n > 1 else "") for k, n in counts.items()
+    ]
 
 
 # --- release identification ----------------------------------------------------------------
