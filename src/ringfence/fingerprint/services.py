@@ -284,12 +284,11 @@ def detect_copy(
         raise NotFound(f"{release.ref} has no recipients yet")
     limits = code.thresholds(key, PARAMS.design.length, PARAMS.cutoff)
     ranked, z_cut = detect.rank(key, limits, symbols, ids, PARAMS.false_accusation, top)
-    emails = dict(
-        session.execute(
-            select(Recipient.index, Recipient.email).where(
-                Recipient.release_id == release.id,
-                Recipient.index.in_([a.recipient for a in ranked]),
-            )
-        ).tuples()
-    )
+    rows = session.execute(
+        select(Recipient.index, Recipient.email).where(
+            Recipient.release_id == release.id,
+            Recipient.index.in_([a.recipient for a in ranked]),
+        )
+    ).tuples()
+    emails = {index: email for index, email in rows}  # a Result has keys(): dict() misreads it
     return [(a, emails.get(a.recipient, "?")) for a in ranked], z_cut
