@@ -10,15 +10,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import Grant, User
 from ringfence.access.services import authorise_download, user_from_token
 from ringfence.catalogue.models import Artifact, Release
-from ringfence.fingerprint.services import artifact_bytes, register_recipient
+from ringfence.fingerprint.plan import FingerprintPlan
+from ringfence.fingerprint.services import (
+    artifact_bytes,
+    artifact_plan,
+    codeword,
+    register_recipient,
+    release_key,
+)
+from ringfence.fingerprint.stream import fingerprinted_bytes
 from ringfence.wiring import Services
 
 __all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for", "token_user"]
+
+#: bytes per chunk of a fingerprinted stream
+STREAM_CHUNK = 2 * 1024 * 1024
 
 
 def authorise(session: Session, user: User | None, release: Release) -> Grant:
@@ -61,6 +74,24 @@ def copy_bytes(
     Constant memory whatever the range; blocking (numeric work and file reads), so run it
     off the event loop. Needs no database session.
     """
-    return artifact_bytes(
-        services.blobs, services.secrets, release, artifact, recipient.index, start, end
-    )
+    key = release_key(services.secrets, release)
+    plan = artifact_plan(key, artifact)
+    if plan is None or not plan.tensors:
+        return artifact_bytes(
+            services.blobs, services.secrets, release, artifact, recipient.index, start, end
+        )
+    return _marked(services, artifact, plan, codeword(key, recipient.index), start, end)
+
+
+def _marked(
+    services: Services,
+    artifact: Artifact,
+    plan: FingerprintPlan,
+    bits: npt.NDArray[np.bool_],
+    start: int,
+    end: int,
+) -> Iterator[bytes]:
+    # Smaller chunks than the fingerprint area's default: with many concurrent downloads
+    # each stream holds a few chunks (read, marked, in flight), so this bounds server memory.
+    with services.blobs.open(artifact.sha256) as fh:
+        yield from fingerprinted_bytes(fh, plan, bits, start, end, chunk=STREAM_CHUNK)
