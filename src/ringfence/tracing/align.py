@@ -114,6 +114,12 @@ def assign(similarity: npt.NDArray[np.floating]) -> tuple[I64, F32]:
     return match, score
 
 
+def _min_correlation(length: int) -> float:
+    """The least correlation taken as a match: 0.3, or 4 standard deviations of a chance
+    correlation between unrelated vectors of this length, whichever is larger."""
+    return max(MIN_CORRELATION, 4.0 / np.sqrt(max(1, min(length, SAMPLE))))
+
+
 def match_rows(original: npt.NDArray[np.floating], suspect: npt.NDArray[np.floating]) -> I64:
     """For each original row, the suspect row it became (or -1), columns assumed aligned."""
     n_o, n_s = original.shape[0], suspect.shape[0]
@@ -121,7 +127,7 @@ def match_rows(original: npt.NDArray[np.floating], suspect: npt.NDArray[np.float
     match = np.full(n_o, -1, dtype=np.int64)
     identity = row_correlation(original[:k], suspect[:k])
     if k and float(np.median(identity)) >= IDENTITY_CORRELATION:
-        keep = identity >= MIN_CORRELATION
+        keep = identity >= _min_correlation(original.shape[1])
         match[:k][keep] = np.arange(k)[keep]
         return match
     if n_o * n_s > MAX_SEARCH:
@@ -129,7 +135,7 @@ def match_rows(original: npt.NDArray[np.floating], suspect: npt.NDArray[np.float
     cols = _sample_columns(original.shape[1])
     sim = _standardise(original[:, cols]) @ _standardise(suspect[:, cols]).T
     found, score = assign(sim)
-    found[score < MIN_CORRELATION] = -1
+    found[score < _min_correlation(original.shape[1])] = -1
     return found
 
 
@@ -148,7 +154,7 @@ def match_rows_unordered_columns(
         return np.full(n_o, -1, dtype=np.int64)
     sim = _standardise(gram_profiles(original)) @ _standardise(gram_profiles(suspect)).T
     found, score = assign(sim)
-    found[score < MIN_CORRELATION] = -1
+    found[score < _min_correlation(n_o)] = -1
     return found
 
 
@@ -185,7 +191,7 @@ def _quality(original: F32, aligned: F32) -> tuple[float, float]:
     return (float(x @ y) / denom if denom > 0 else 0.0), coverage
 
 
-def fit_rescaling(original: F32, suspect: F32, iterations: int = 3) -> tuple[F32, F32]:
+def fit_rescaling(original: F32, suspect: F32, iterations: int = 25) -> tuple[F32, F32]:
     """Least-squares row and column factors (r, c) with suspect ≈ diag(r) · original · diag(c)."""
     mask = np.isnan(suspect)
     s = np.where(mask, np.float32(0), suspect).astype(np.float32)
@@ -199,7 +205,10 @@ def fit_rescaling(original: F32, suspect: F32, iterations: int = 3) -> tuple[F32
         den = w2 @ (c * c)
         r = np.divide(sw @ c, den, out=np.ones_like(r), where=den > 0)
         den = (r * r) @ w2
+        previous = c
         c = np.divide(r @ sw, den, out=np.ones_like(c), where=den > 0)
+        if float(np.max(np.abs(c - previous))) < 1e-7 * float(np.max(np.abs(c))):
+            break
     # only r·c matters; put the common scale into r so that c has median 1
     scale = np.float32(np.median(c)) or np.float32(1.0)
     return (r * scale).astype(np.float32), (c / scale).astype(np.float32)
