@@ -472,12 +472,15 @@ def _exact_path(
             return None
     emails = sorted({e for _, e, _ in hits})
     release = releases[hits[0][0]]
+    # list(): a Result has .keys(), so dict() would take it for a mapping
     indices = dict(
-        session.execute(
-            select(Recipient.email, Recipient.index).where(
-                Recipient.release_id == release.id, Recipient.email.in_(emails)
-            )
-        ).tuples()
+        list(
+            session.execute(
+                select(Recipient.email, Recipient.index).where(
+                    Recipient.release_id == release.id, Recipient.email.in_(emails)
+                )
+            ).tuples()
+        )
     )
     accused = [AccusedRecipient(e, int(indices.get(e, -1)), None, None, 0.0) for e in emails]
     paths = sorted({p for _, _, p in hits})
