@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
@@ -45,6 +45,21 @@ def _digest(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def _serialise_writers(session: Session) -> None:
+    """Hold the database's write lock before reading the chain's head, so it never forks.
+
+    Both locks last until the caller's transaction ends. PostgreSQL: a transaction-scoped
+    advisory lock. SQLite: a write that matches no row still takes the database's write lock
+    (waiting up to the busy timeout), and once a transaction holds it, its reads see every
+    committed event, so two writers can never read the same head.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7261636)"))
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE audit_events SET seq = seq WHERE id < 0"))
+
+
 def record(
     session: Session,
     tag: str,
@@ -56,12 +71,8 @@ def record(
 ) -> AuditEvent:
     """Append one event in the caller's transaction (it commits or vanishes with the decision)."""
     payload = json.loads(json.dumps(payload or {}, default=str))
+    _serialise_writers(session)
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        # Serialise writers so the chain never forks: the lock lives until the caller commits.
-        from sqlalchemy import text
-
-        session.execute(text("SELECT pg_advisory_xact_lock(7261636)"))
     last = session.scalars(query).first()
     prev_hash = last.hash if last else GENESIS
     seq = (last.seq + 1) if last else 1
