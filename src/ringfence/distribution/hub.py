@@ -20,7 +20,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import User
@@ -243,21 +242,12 @@ def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
     )
 
 
-_ATTEMPTS = 3
-
-
 def _in_transaction(
     services: Services, build: DeliveryBuilder, send_body: bool, ip: str | None, ua: str | None
 ) -> dist.Delivery:
-    for attempt in range(_ATTEMPTS):
-        try:
-            with dist.AUDIT_WRITE, transaction(services.sessions) as session:
-                return build(session, send_body, ip, ua)
-        except DBIntegrityError:
-            # Another process appended to the audit chain first: redo the whole decision.
-            if attempt == _ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    # The decision and its audit event commit together (audit.record serialises writers).
+    with transaction(services.sessions) as session:
+        return build(session, send_body, ip, ua)
 
 
 #: builds the delivery inside the request's transaction: (session, send_body, ip, user agent)

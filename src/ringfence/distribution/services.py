@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shlex
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +28,6 @@ from ringfence.distribution.ranges import ByteRange, if_range_holds, parse_range
 from ringfence.errors import NotFound, TokenInvalid
 from ringfence.secrets import SecretStore
 from ringfence.wiring import Services
-
-#: serialises this process's download decisions: each appends to the hash-chained audit log,
-#: and on SQLite two concurrent appends would both claim the same sequence number
-AUDIT_WRITE = threading.Lock()
 
 
 def commit_hash(secrets: SecretStore, release: Release, user_id: int) -> str:
