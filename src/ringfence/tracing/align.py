@@ -117,7 +117,7 @@ def assign(similarity: npt.NDArray[np.floating]) -> tuple[I64, F32]:
 def _min_correlation(length: int) -> float:
     """The least correlation taken as a match: 0.3, or 4 standard deviations of a chance
     correlation between unrelated vectors of this length, whichever is larger."""
-    return max(MIN_CORRELATION, 4.0 / np.sqrt(max(1, min(length, SAMPLE))))
+    return max(MIN_CORRELATION, 4.0 / math.sqrt(max(1, min(length, SAMPLE))))
 
 
 def match_rows(original: npt.NDArray[np.floating], suspect: npt.NDArray[np.floating]) -> I64:
