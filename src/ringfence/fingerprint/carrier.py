@@ -111,3 +111,48 @@ def carrier_positions(
         return flat, positive, symbols
     keep = (flat >= first) & (flat < first + count)
     return flat[keep], positive[keep], symbols[keep]
+
+
+def _spread_table() -> U64:
+    # sign byte -> a 64-bit mask with all 8 bits of group g set where bit g of the byte is
+    v = np.arange(256, dtype=np.uint64)
+    out = np.zeros(256, dtype=np.uint64)
+    for g in range(BLOCK // GROUP):
+        out |= ((v >> np.uint64(g)) & np.uint64(1)) * np.uint64(0xFF << (GROUP * g))
+    return out
+
+
+def _active_table() -> U64:
+    # 12 bits (4 groups x 3 bits) -> the 32-bit mask of the 4 changed elements they pick
+    v = np.arange(4096, dtype=np.uint64)
+    out = np.zeros(4096, dtype=np.uint64)
+    for g in range(4):
+        offset = ((v >> np.uint64(3 * g)) & np.uint64(GROUP - 1)) + np.uint64(GROUP * g)
+        out |= np.left_shift(np.uint64(1), offset)
+    return out
+
+
+_SPREAD = _spread_table()
+_ACTIVE = _active_table()
+
+
+def carrier_masks(
+    tensor_seed: int, first_block: int, n_blocks: int, code_length: int
+) -> tuple[U64, U64, npt.NDArray[np.intp]]:
+    """The same carrier as `carrier_positions`, as 64-bit masks per block.
+
+    Returns (active, positive, symbol): bit j of `active[b]` is set when element 64b + j is
+    changed, bit j of `positive[b]` when its carrier is +1 (only meaningful where active).
+    """
+    words = stream(tensor_seed, first_block, n_blocks)
+    low = (words & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    active = _ACTIVE[(low & np.uint32(0xFFF)).astype(np.intp)]
+    active |= _ACTIVE[((low >> np.uint32(12)) & np.uint32(0xFFF)).astype(np.intp)] << np.uint64(32)
+    positive = _SPREAD[(low >> np.uint32(24)).astype(np.intp)]
+    symbol = ((words >> np.uint64(32)) * np.uint64(code_length)) >> np.uint64(32)
+    return active, positive, symbol.astype(np.intp)
+
+
+def unpack_bits(words: U64) -> npt.NDArray[np.uint8]:
+    """One uint8 (0/1) per bit, bit j of word b at position 64b + j."""
+    return np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")

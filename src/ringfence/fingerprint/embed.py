@@ -77,6 +77,55 @@ def directions(
     return element - first, positive == bits[symbol]
 
 
+def _patterns(kind: FloatKind) -> npt.NDArray[np.unsignedinteger]:
+    # code 2o (+1): element o of the group moves one step up (down); the others stay
+    table = np.zeros((2 * carrier.GROUP, carrier.GROUP), dtype=kind.word)
+    for o in range(carrier.GROUP):
+        table[2 * o, o] = kind.step
+        table[2 * o + 1, o] = (1 << (8 * kind.itemsize)) - kind.step
+    return table
+
+
+def _code_tables() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    # byte g of a block's packed codes is 2 x (changed element of group g) + (1 if it steps down)
+    x = np.arange(4096, dtype=np.uint64)
+    offsets = np.zeros(4096, dtype=np.uint64)
+    for g in range(4):
+        offsets |= (((x >> np.uint64(3 * g)) & np.uint64(7)) * np.uint64(2)) << np.uint64(8 * g)
+    s = np.arange(256, dtype=np.uint64)
+    downs = np.zeros(256, dtype=np.uint64)
+    for g in range(8):
+        downs |= ((s >> np.uint64(g)) & np.uint64(1)) << np.uint64(8 * g)
+    return offsets, downs
+
+
+PATTERNS = {name: _patterns(kind) for name, kind in FLOAT_KINDS.items()}
+_OFFSETS, _DOWNS = _code_tables()
+
+
+class Workspace:
+    """Preallocated buffers for the float kernel: no page faults from fresh temporaries.
+
+    Every 8-element group has exactly one changed element, so a group's change is one of 16
+    patterns (which element, up or down): the kernel computes a 4-bit code per group and
+    gathers the patterns straight into the delta buffer.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        groups = capacity // carrier.GROUP + 2 * carrier.BLOCK // carrier.GROUP
+        self.capacity = capacity
+        self.codes = np.empty(groups, dtype=np.intp)
+        self.words: dict[tuple[type, int], npt.NDArray[np.unsignedinteger]] = {}
+
+    def buffer(self, word: type[np.unsignedinteger], slot: int) -> npt.NDArray[np.unsignedinteger]:
+        key = (word, slot)
+        found = self.words.get(key)
+        if found is None:
+            found = np.empty(self.capacity + 2 * carrier.BLOCK, dtype=word)
+            self.words[key] = found
+        return found
+
+
 def embed_float(
     raw: npt.NDArray[np.unsignedinteger],
     dtype: str,
@@ -84,22 +133,39 @@ def embed_float(
     tensor_seed: int,
     bits: npt.NDArray[np.bool_],
     out: npt.NDArray[np.unsignedinteger],
+    work: Workspace | None = None,
 ) -> None:
     """Fingerprint float elements [first, first + len(raw)) of a tensor into `out` (raw words)."""
     kind = FLOAT_KINDS[dtype]
     word = kind.word
-    np.copyto(out, raw)
-    index, up = directions(tensor_seed, first, raw.size, bits)
-    values = raw[index]
-    # E + 2 (mod 2^bits) ≤ 2 ⟺ E ∈ {0, max - 1, max}: leave those elements alone
-    guard = (values + word(2 * kind.exponent_unit)) & word(kind.exponent_mask)
-    safe = guard > 2 * kind.exponent_unit
-    # +step or -step (two's complement) where safe, 0 elsewhere
-    down = word((1 << (8 * kind.itemsize)) - kind.step)  # -step, two's complement
-    step = np.where(up, word(kind.step), down)
-    step *= safe
-    values += step
-    out[index] = values
+    count = raw.size
+    if work is None or work.capacity < count:
+        work = Workspace(count)
+    b0 = first // carrier.BLOCK
+    b1 = -(-(first + count) // carrier.BLOCK)
+    n = b1 - b0
+    words = carrier.stream(tensor_seed, b0, n)
+    low = (words & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    symbol = (((words >> np.uint64(32)) * np.uint64(bits.size)) >> np.uint64(32)).astype(np.intp)
+    # a group steps down where its carrier sign and its code bit differ
+    down = (low >> np.uint32(24)) ^ (bits[symbol].astype(np.uint32) * np.uint32(0xFF))
+    packed = _OFFSETS[(low & np.uint32(0xFFF)).astype(np.intp)]
+    packed |= _OFFSETS[((low >> np.uint32(12)) & np.uint32(0xFFF)).astype(np.intp)] << np.uint64(32)
+    packed |= _DOWNS[down.astype(np.intp)]
+    codes = work.codes[: n * carrier.GROUP]
+    np.copyto(codes, packed.astype("<u8").view(np.uint8), casting="unsafe")
+    delta = work.buffer(word, 0)[: n * carrier.BLOCK]
+    np.take(PATTERNS[dtype], codes, axis=0, out=delta.reshape(-1, carrier.GROUP))
+    lo = first - b0 * carrier.BLOCK
+    delta = delta[lo : lo + count]
+    # leave alone elements whose exponent is 0, max - 1 or max: one pass, two reductions, and
+    # the per-element mask only in the rare chunk that has such an element
+    exponent = work.buffer(word, 1)[:count]
+    np.bitwise_and(raw, word(kind.exponent_mask), out=exponent)
+    lowest, highest = kind.exponent_unit, kind.exponent_mask - 2 * kind.exponent_unit
+    if count and (exponent.min() < lowest or exponent.max() > highest):
+        delta[(exponent < lowest) | (exponent > highest)] = 0
+    np.add(raw, delta, out=out)
 
 
 def embed_q8_0(
@@ -123,6 +189,7 @@ def embed_units(
     tensor_seed: int,
     bits: npt.NDArray[np.bool_],
     out: U8,
+    work: Workspace | None = None,
 ) -> None:
     """Fingerprint whole units (elements, or Q8_0 blocks) of a tensor's raw bytes into `out`."""
     if dtype == "Q8_0":
@@ -133,4 +200,4 @@ def embed_units(
         unit_bytes(dtype)  # raises UnsupportedFormat
         return
     le = np.dtype(kind.word).newbyteorder("<")
-    embed_float(data.view(le), dtype, first_unit, tensor_seed, bits, out.view(le))
+    embed_float(data.view(le), dtype, first_unit, tensor_seed, bits, out.view(le), work)

@@ -17,11 +17,11 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from ringfence.fingerprint.embed import embed_units, unit_bytes
+from ringfence.fingerprint.embed import Workspace, embed_units, unit_bytes
 from ringfence.fingerprint.plan import CarrierTensor, FingerprintPlan
 
 CHUNK = 16 * 1024 * 1024
-SLICE = 65536  # units per kernel call: the temporaries stay in cache and off the page-fault path
+SLICE = 1 << 19  # units per kernel call: amortises per-call overhead; per-block arrays < 128 KiB
 
 
 def _read_exact(fh: BinaryIO, offset: int, view: memoryview) -> None:
@@ -52,6 +52,7 @@ def _tensor_range(
     end: int,
     buf: bytearray,
     out: bytearray,
+    work: Workspace,
 ) -> Iterator[bytes]:
     size, _ = unit_bytes(tensor.dtype)
     units_per_chunk = max(1, len(buf) // size)
@@ -73,6 +74,7 @@ def _tensor_range(
                 tensor.seed,
                 bits,
                 dst[s * size : (s + n) * size],
+                work,
             )
         lo = max(start, offset) - offset
         hi = min(end, offset + count * size) - offset
@@ -98,9 +100,11 @@ def fingerprinted_bytes(
         end = source.tell()
     if bits.size != plan.code_length:
         raise ValueError(f"codeword has {bits.size} symbols, the plan {plan.code_length}")
-    chunk = max(chunk, 64)  # at least one unit of every type (a Q8_0 block is 34 bytes)
+    # at least one unit of every type (a Q8_0 block is 34 bytes), at most what the range needs
+    chunk = max(64, min(chunk, end - start + 128))
     buf = bytearray(chunk)
     out = bytearray(chunk)
+    work = Workspace(SLICE)
     tensors = sorted(plan.tensors, key=lambda t: t.begin)
     begins = [t.begin for t in tensors]
     pos = start
@@ -110,7 +114,7 @@ def fingerprinted_bytes(
             i += 1
         if i < len(tensors) and tensors[i].begin <= pos:
             stop = min(end, tensors[i].end)
-            yield from _tensor_range(source, tensors[i], bits, pos, stop, buf, out)
+            yield from _tensor_range(source, tensors[i], bits, pos, stop, buf, out, work)
         else:
             stop = min(end, tensors[i].begin) if i < len(tensors) else end
             yield from _passthrough(source, pos, stop, buf)
