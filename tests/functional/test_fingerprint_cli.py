@@ -69,6 +69,13 @@ def test_make_writes_the_recipients_copy_and_detect_finds_her(
     assert ranked[0]["recipient"] == "bob@example.org" and ranked[0]["accused"]
     assert not ranked[1]["accused"]
 
+    measured = cli("fingerprint", "quality", "smollm2@1.0", "--tokens", "256", "--json")
+    assert measured.code == 0, measured.err
+    variants = {r["variant"]: r for r in measured.json()}
+    assert set(variants) == {"original", "fingerprinted", "bf16 cast", "fp16 cast"}
+    assert variants["original"]["tokens"] == 256
+    assert abs(variants["fingerprinted"]["delta"]) < 0.5
+
     with services().sessions() as session:
         tags = [e.tag for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
         issued = [
