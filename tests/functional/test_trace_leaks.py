@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bench.attacks import formats, transforms
+
 from ringfence.cli.main import run
 from ringfence.settings import Settings
 from ringfence.wiring import Services, build
