@@ -108,7 +108,8 @@ def check_capacity(indexes: Sequence[WeightsIndex], params: CodeParams | None = 
             f"{params.max_recipients:,} recipients and {params.max_colluders} colluders "
             f"({params.design.length:,} code symbols): has {has:,} carrier weights, "
             f"needs {needs:,}",
-            hint="publish a larger model, or lower the number of recipients or colluders",
+            hint=f"only 2-D matrices of at least {MIN_ELEMENTS:,} weights carry the code; "
+            "publish a larger model",
         )
 
 
