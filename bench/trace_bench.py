@@ -32,7 +32,6 @@ def _lab(root: Path, recipients: int) -> Any:
     from ringfence.catalogue import services as catalogue
     from ringfence.db import transaction
     from ringfence.demo import demo_hf_dir
-    from ringfence.fingerprint import services as fingerprint
     from ringfence.settings import Settings
     from ringfence.tracing.services import simulate_recipients
     from ringfence.wiring import build
@@ -47,7 +46,6 @@ def _lab(root: Path, recipients: int) -> Any:
             demo_hf_dir(),
             model="smollm2",
             version="1.0",
-            checks=tuple(fingerprint.publish_checks(svc)),
         )
         simulate_recipients(s, release, recipients, actor="bench")
     return svc

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from ringfence.fingerprint.code import CodeParams
 from ringfence.settings import Settings
 from ringfence.wiring import Services, build
 
@@ -65,8 +66,23 @@ def cli(home: Path, capsys: pytest.CaptureFixture[str]) -> CliRunner:
     return invoke
 
 
-def write_tiny_model(directory: Path, *, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
-    """A small Hugging Face-layout model: config, tokenizer files and F32 safetensors weights."""
+#: fingerprint parameters small enough for the tiny models (a real release uses 10^6, 8, 1e-9)
+TINY_CODE = CodeParams(max_recipients=100, max_colluders=1, false_accusation=1e-3)
+#: the same as settings, for commands that publish tiny models
+TINY_CODE_ENV = {
+    "RINGFENCE_FINGERPRINT_MAX_RECIPIENTS": "100",
+    "RINGFENCE_FINGERPRINT_MAX_COLLUDERS": "1",
+    "RINGFENCE_FINGERPRINT_FALSE_ACCUSATION": "1e-3",
+}
+
+
+def write_tiny_model(
+    directory: Path, *, seed: int = 0, hidden: int = 64, layers: int = 4, intermediate: int = 1024
+) -> Path:
+    """A small Hugging Face-layout model: config, tokenizer files and F32 safetensors weights.
+
+    Its MLP matrices (intermediate x hidden >= 65,536 weights) carry a TINY_CODE fingerprint.
+    """
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {
@@ -77,8 +93,8 @@ def write_tiny_model(directory: Path, *, seed: int = 0, hidden: int = 64, layers
         for name, shape in (
             ("self_attn.q_proj.weight", (hidden, hidden)),
             ("self_attn.k_proj.weight", (hidden, hidden)),
-            ("mlp.up_proj.weight", (4 * hidden, hidden)),
-            ("mlp.down_proj.weight", (hidden, 4 * hidden)),
+            ("mlp.up_proj.weight", (intermediate, hidden)),
+            ("mlp.down_proj.weight", (hidden, intermediate)),
         ):
             tensors[f"model.layers.{i}.{name}"] = rng.normal(0, 0.02, shape).astype(np.float32)
         tensors[f"model.layers.{i}.input_layernorm.weight"] = np.ones(hidden, dtype=np.float32)

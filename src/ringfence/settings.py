@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     mail_from: str = "ringfence@localhost"
+    #: what a new release's fingerprint withstands (each release keeps the values it was
+    #: published with): recipients, colluders pooling copies, false accusations per trace
+    fingerprint_max_recipients: int = 10**6
+    fingerprint_max_colluders: int = 8
+    fingerprint_false_accusation: float = 1e-9
 
     @property
     def resolved_database_url(self) -> str:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import CliRunner
+from tests.conftest import TINY_CODE_ENV, CliRunner
 
 HOSTILE = Path(__file__).parents[1] / "data" / "hostile"
+
+
+@pytest.fixture(autouse=True)
+def _tiny_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in TINY_CODE_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 def test_init_publish_list_show(cli: CliRunner, tiny_model: Path) -> None:
@@ -21,7 +28,7 @@ def test_init_publish_list_show(cli: CliRunner, tiny_model: Path) -> None:
     assert [r["release"] for r in listed] == ["tiny@1.0"]
     shown = cli("releases", "show", "tiny@1.0", "--json").json()
     files = {a["path"]: a for a in shown["artifacts"]}
-    assert files["model.safetensors"]["tensors"] == 12
+    assert files["model.safetensors"]["tensors"] == 22
     assert files["config.json"]["format"] == "json"
 
 

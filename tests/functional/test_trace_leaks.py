@@ -61,7 +61,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 demo_hf_dir(),
                 model="smollm2",
                 version="1.0",
-                checks=tuple(fingerprint.publish_checks(svc)),
             )
             simulate_recipients(session, release, 1000, actor="test")
         for email in (ALICE, BOB):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ringfence.db import Base, UTCDateTime, utcnow
@@ -75,6 +75,11 @@ class Release(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     total_size: Mapped[int] = mapped_column(BigInteger)
     parameter_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: what the release's fingerprint code withstands, fixed at publish time (the code's
+    #: length and every codeword depend on it): recipients, colluders, false-accusation bound
+    fingerprint_recipients: Mapped[int] = mapped_column(BigInteger, default=10**6)
+    fingerprint_colluders: Mapped[int] = mapped_column(Integer, default=8)
+    fingerprint_bound: Mapped[float] = mapped_column(Float, default=1e-9)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     model: Mapped[Model] = relationship(back_populates="releases")

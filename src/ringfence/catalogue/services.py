@@ -23,6 +23,8 @@ from ringfence.catalogue.models import (
     TensorEntry,
 )
 from ringfence.errors import Conflict, InvalidInput, NotFound, RingfenceError
+from ringfence.fingerprint.code import CodeParams
+from ringfence.fingerprint.plan import check_capacity
 from ringfence.formats.index import WeightsIndex, read_index, sniff_format
 from ringfence.storage import BlobStore
 
@@ -183,10 +185,6 @@ def collect_files(path: Path) -> list[SourceFile]:
     return files
 
 
-#: called with every weights index before anything is stored (the fingerprint capacity check)
-PublishCheck = Callable[[list[WeightsIndex]], None]
-
-
 def validate_files(files: list[SourceFile]) -> dict[str, tuple[str, WeightsIndex | None]]:
     """Classify and strictly validate every file; weights get their tensor index."""
     result: dict[str, tuple[str, WeightsIndex | None]] = {}
@@ -218,14 +216,17 @@ def publish(
     version: str,
     licence: str | None = None,
     actor: str = "cli",
-    checks: tuple[PublishCheck, ...] = (),
+    fingerprint: CodeParams | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> Release:
     """Validate, store blobs content-addressed and record the release in the caller's transaction.
 
+    `fingerprint` is what the release's fingerprint code must withstand (default: a million
+    recipients, 8 colluders, 1e-9); a release whose matrices cannot carry that code is refused.
     Everything is validated before anything is stored or recorded, so a refused or interrupted
     publish leaves no release behind (stored blobs are content-addressed and harmless).
     """
+    fingerprint = fingerprint or CodeParams()
     if not MODEL_NAME.match(model):
         raise InvalidInput(f"{model!r} is not a valid model name", hint="use letters, digits, ._-")
     if not VERSION.match(version):
@@ -243,8 +244,7 @@ def publish(
     files = collect_files(path)
     classified = validate_files(files)
     indexes = [index for _, index in classified.values() if index is not None]
-    for check in checks:
-        check(indexes)
+    check_capacity(indexes, fingerprint)
 
     entries: list[ManifestEntry] = []
     artifacts: list[Artifact] = []
@@ -285,6 +285,9 @@ def publish(
         manifest_sha256=manifest_sha256(model, version, entries),
         total_size=sum(e.size for e in entries),
         parameter_count=sum(i.parameter_count for i in indexes),
+        fingerprint_recipients=fingerprint.max_recipients,
+        fingerprint_colluders=fingerprint.max_colluders,
+        fingerprint_bound=fingerprint.false_accusation,
         artifacts=artifacts,
     )
     session.add(release)
@@ -298,6 +301,11 @@ def publish(
             "manifest_sha256": release.manifest_sha256,
             "files": [{"path": e.path, "sha256": e.sha256, "size": e.size} for e in entries],
             "licence": lic.ref if lic else None,
+            "fingerprint": {
+                "max_recipients": fingerprint.max_recipients,
+                "max_colluders": fingerprint.max_colluders,
+                "false_accusation": fingerprint.false_accusation,
+            },
         },
     )
     return release

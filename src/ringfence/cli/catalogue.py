@@ -13,7 +13,7 @@ from ringfence.catalogue.models import Release
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
 from ringfence.db import transaction
-from ringfence.wiring import Services
+from ringfence.fingerprint import services as fingerprint
 
 releases_app = typer.Typer(help="List and inspect releases.", no_args_is_help=True)
 
@@ -82,11 +82,22 @@ def publish(
     model: str = typer.Option(..., "--model", help="Model name."),
     version: str = typer.Option(..., "--version", help="Release version (immutable)."),
     licence: str | None = typer.Option(None, "--licence", help="Licence SLUG[@VERSION]."),
+    max_recipients: int | None = typer.Option(
+        None, "--max-recipients", help="Fingerprint: most recipients (default from settings)."
+    ),
+    max_colluders: int | None = typer.Option(
+        None, "--max-colluders", help="Fingerprint: most colluders pooling copies."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate and publish a release in one transaction (it starts in the in-house circle)."""
     svc = services()
-    checks = publish_checks(svc)
+    defaults = fingerprint.settings_params(svc.settings)
+    params = fingerprint.code_params(
+        max_recipients or defaults.max_recipients,
+        max_colluders or defaults.max_colluders,
+        defaults.false_accusation,
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -108,18 +119,11 @@ def publish(
                 model=model,
                 version=version,
                 licence=licence,
-                checks=checks,
+                fingerprint=params,
                 progress=progress,
             )
             result = release_summary(release)
     emit(result, as_json=as_json)
-
-
-def publish_checks(svc: Services) -> tuple[catalogue.PublishCheck, ...]:
-    """Checks other areas run before a release is stored (the fingerprint's capacity)."""
-    from ringfence.fingerprint.services import publish_checks as fingerprint_checks
-
-    return tuple(fingerprint_checks(svc))
 
 
 @releases_app.command("list")

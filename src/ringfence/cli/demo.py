@@ -10,11 +10,11 @@ from ringfence import demo
 from ringfence.access import accounts, licences
 from ringfence.access.circles import set_circle
 from ringfence.catalogue import services as catalogue
-from ringfence.cli.catalogue import publish_checks
 from ringfence.cli.context import services
 from ringfence.cli.output import console
 from ringfence.db import transaction
 from ringfence.errors import NotFound
+from ringfence.fingerprint import services as fingerprint
 from ringfence.wiring import Services
 
 demo_app = typer.Typer(help="The demo: the real SmolLM2-135M-Instruct.", no_args_is_help=True)
@@ -54,7 +54,7 @@ def set_up(svc: Services) -> dict[str, str]:
                 version=demo.MODEL_VERSION,
                 licence=licence.ref,
                 actor=ACTOR,
-                checks=publish_checks(svc),
+                fingerprint=fingerprint.settings_params(svc.settings),
             )
             set_circle(
                 session, release, "research", reason="demo: open to researchers", actor=ACTOR

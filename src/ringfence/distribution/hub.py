@@ -293,7 +293,11 @@ def deliver(
     )
 
 
-@router.api_route("/{ns}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+@router.api_route(
+    "/{ns}/{name}/resolve/{revision}/{path:path}",
+    methods=["GET", "HEAD"],
+    include_in_schema=False,  # a byte stream for Hub clients; GET and HEAD share one handler
+)
 def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
     """One file of the caller's fingerprinted copy (HEAD for metadata, GET with ranges)."""
     services = get_services(request)

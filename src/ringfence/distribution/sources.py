@@ -24,6 +24,7 @@ from ringfence.fingerprint.services import (
     codeword,
     register_recipient,
     release_key,
+    release_params,
 )
 from ringfence.fingerprint.stream import fingerprinted_bytes
 from ringfence.wiring import Services
@@ -75,12 +76,13 @@ def copy_bytes(
     off the event loop. Needs no database session.
     """
     key = release_key(services.secrets, release)
-    plan = artifact_plan(key, artifact)
+    params = release_params(release)
+    plan = artifact_plan(key, artifact, params)
     if plan is None or not plan.tensors:
         return artifact_bytes(
             services.blobs, services.secrets, release, artifact, recipient.index, start, end
         )
-    return _marked(services, artifact, plan, codeword(key, recipient.index), start, end)
+    return _marked(services, artifact, plan, codeword(key, recipient.index, params), start, end)
 
 
 def _marked(

@@ -86,7 +86,7 @@ def _manifest_response(session: Session, release_id: int, user_id: int) -> Respo
     return Response(row.bundle, media_type="application/json")
 
 
-@router.api_route("/d/{token}/f/{path:path}", methods=["GET", "HEAD"])
+@router.api_route("/d/{token}/f/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
 def link_file(request: Request, token: str, path: str) -> Response:
     """One file of the holder's fingerprinted copy, with ranges."""
     services = get_services(request)

@@ -8,6 +8,7 @@ the server, and with it and a recipient's index every byte of her copy can be re
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,28 +25,49 @@ from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.errors import InvalidInput, NotFound
 from ringfence.fingerprint import code, detect
+from ringfence.fingerprint.code import CodeParams
 from ringfence.fingerprint.models import Recipient
-from ringfence.fingerprint.plan import FingerprintPlan, build_plan, check_capacity
+from ringfence.fingerprint.plan import FingerprintPlan, build_plan
 from ringfence.fingerprint.stream import fingerprinted_bytes
 from ringfence.formats.index import TensorInfo, WeightsIndex, read_index
 from ringfence.secrets import SecretStore
 from ringfence.storage import BlobStore
 
 if TYPE_CHECKING:
-    from ringfence.wiring import Services
+    from ringfence.settings import Settings
 
 WEIGHT_FORMATS = ("safetensors", "gguf")
-PARAMS = code.CodeParams()
+
+
+@functools.lru_cache(maxsize=64)
+def code_params(max_recipients: int, max_colluders: int, false_accusation: float) -> CodeParams:
+    """Shared parameter objects, so each code's design is computed once per process."""
+    if max_recipients < 2 or max_colluders < 1 or not 0 < false_accusation < 1:
+        raise InvalidInput(
+            "fingerprint parameters: need at least 2 recipients, 1 colluder and a bound in (0, 1)"
+        )
+    return CodeParams(max_recipients, max_colluders, false_accusation)
+
+
+def release_params(release: Release) -> CodeParams:
+    """What the release's code withstands, as fixed when it was published."""
+    return code_params(
+        release.fingerprint_recipients, release.fingerprint_colluders, release.fingerprint_bound
+    )
+
+
+def settings_params(settings: Settings) -> CodeParams:
+    """The parameters new releases get by default."""
+    return code_params(
+        settings.fingerprint_max_recipients,
+        settings.fingerprint_max_colluders,
+        settings.fingerprint_false_accusation,
+    )
 
 
 def release_key(secrets: SecretStore, release: Release) -> bytes:
     """The release's fingerprint key (server-side only)."""
     return secrets.derive(f"fingerprint:release:{release.id}")
-
-
-def publish_checks(svc: Services) -> list[Callable[[list[WeightsIndex]], None]]:
-    """Checks the catalogue runs before storing a release: room for the code in its matrices."""
-    return [lambda indexes: check_capacity(indexes, PARAMS)]
 
 
 def register_recipient(
@@ -124,16 +146,26 @@ def artifact_index(artifact: Artifact) -> WeightsIndex | None:
     return WeightsIndex(artifact.format, int(artifact.data_offset), int(artifact.size), tensors)
 
 
-def artifact_plan(key: bytes, artifact: Artifact) -> FingerprintPlan | None:
+def artifact_plan(key: bytes, artifact: Artifact, params: CodeParams) -> FingerprintPlan | None:
     """How a weights artifact is fingerprinted (None for configs, tokenizers, cards)."""
     index = artifact_index(artifact)
-    return None if index is None else build_plan(index, key, PARAMS)
+    return None if index is None else build_plan(index, key, params)
 
 
-def codeword(key: bytes, recipient: int) -> npt.NDArray[np.bool_]:
-    """A recipient's codeword under a release key."""
-    limits = code.thresholds(key, PARAMS.design.length, PARAMS.cutoff)
-    return code.codeword(key, recipient, limits)
+@functools.lru_cache(maxsize=256)
+def release_thresholds(key: bytes, params: CodeParams) -> npt.NDArray[np.uint16]:
+    """The release's bias thresholds (computed once per release and process)."""
+    limits = code.thresholds(key, params.design.length, params.cutoff)
+    limits.flags.writeable = False
+    return limits
+
+
+@functools.lru_cache(maxsize=1024)
+def codeword(key: bytes, recipient: int, params: CodeParams) -> npt.NDArray[np.bool_]:
+    """A recipient's codeword under a release key (cached: every request of a download needs it)."""
+    bits = code.codeword(key, recipient, release_thresholds(key, params))
+    bits.flags.writeable = False
+    return bits
 
 
 def artifact_bytes(
@@ -150,7 +182,8 @@ def artifact_bytes(
     if not 0 <= start <= end <= artifact.size:
         raise InvalidInput(f"byte range {start}-{end} is outside {artifact.path}")
     key = release_key(secrets, release)
-    plan = artifact_plan(key, artifact)
+    params = release_params(release)
+    plan = artifact_plan(key, artifact, params)
     with blobs.open(artifact.sha256) as fh:
         if plan is None:
             fh.seek(start)
@@ -162,7 +195,7 @@ def artifact_bytes(
                 remaining -= len(chunk)
                 yield chunk
             return
-        yield from fingerprinted_bytes(fh, plan, codeword(key, recipient), start, end)
+        yield from fingerprinted_bytes(fh, plan, codeword(key, recipient, params), start, end)
 
 
 @dataclass(frozen=True)
@@ -234,11 +267,12 @@ def read_suspect(
 ) -> npt.NDArray[np.float64]:
     """Soft code symbols of a suspect copy (file or directory, same format and tensor names)."""
     tensors = _suspect_tensors(suspect)
-    num = np.zeros(PARAMS.design.length)
-    den = np.zeros(PARAMS.design.length)
+    params = release_params(release)
+    num = np.zeros(params.design.length)
+    den = np.zeros(params.design.length)
     matched = 0
     for artifact in release.artifacts:
-        plan = artifact_plan(key, artifact)
+        plan = artifact_plan(key, artifact, params)
         if plan is None:
             continue
         with blobs.open(artifact.sha256) as original:
@@ -282,8 +316,9 @@ def detect_copy(
     ids = recipient_indices(session, release)
     if ids.size == 0:
         raise NotFound(f"{release.ref} has no recipients yet")
-    limits = code.thresholds(key, PARAMS.design.length, PARAMS.cutoff)
-    ranked, z_cut = detect.rank(key, limits, symbols, ids, PARAMS.false_accusation, top)
+    params = release_params(release)
+    limits = release_thresholds(key, params)
+    ranked, z_cut = detect.rank(key, limits, symbols, ids, params.false_accusation, top)
     rows = session.execute(
         select(Recipient.index, Recipient.email).where(
             Recipient.release_id == release.id,

@@ -31,7 +31,13 @@ from ringfence.fingerprint import code
 from ringfence.fingerprint.detect import decode
 from ringfence.fingerprint.models import Recipient
 from ringfence.fingerprint.plan import CarrierTensor, FingerprintPlan
-from ringfence.fingerprint.services import PARAMS, artifact_plan, recipient_indices, release_key
+from ringfence.fingerprint.services import (
+    artifact_plan,
+    recipient_indices,
+    release_key,
+    release_params,
+    release_thresholds,
+)
 from ringfence.tracing.accuse import DEFAULT_BOUND, Verdict, decide, score_all
 from ringfence.tracing.align import (
     align_matrix,
@@ -109,8 +115,9 @@ def _weight_plans(
     services: Services, release: Release, key: bytes
 ) -> list[tuple[Artifact, FingerprintPlan]]:
     plans = []
+    params = release_params(release)
     for artifact in release.artifacts:
-        plan = artifact_plan(key, artifact)
+        plan = artifact_plan(key, artifact, params)
         if plan is not None and plan.tensors:
             plans.append((artifact, plan))
     return plans
@@ -370,7 +377,7 @@ def read_symbols(
         return decode(tensor.dtype, _original_raw(services, artifact, tensor)).reshape(shapes[name])
 
     mapping = _match_tensors(suspect, shapes, steps, load_original)
-    length = PARAMS.design.length
+    length = release_params(release).design.length
     total = SymbolEvidence.empty(length)
     groups: dict[str, SymbolEvidence] = {}
     tensor_steps: list[str] = []
@@ -517,8 +524,9 @@ def _statistical_path(
     key = release_key(services.secrets, release)
     say(f"reading the fingerprint against {release.ref}")
     total, groups, read, carrying = read_symbols(services, release, key, suspect, steps, say)
-    length = PARAMS.design.length
-    limits = code.thresholds(key, length, PARAMS.cutoff)
+    params = release_params(release)
+    length = params.design.length
+    limits = release_thresholds(key, params)
     soft = soft_symbols(total)
     ids = recipient_indices(session, release)
     base = TraceResult(

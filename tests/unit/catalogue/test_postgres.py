@@ -9,6 +9,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction
 from ringfence.settings import Settings
 from ringfence.wiring import build
+from tests.conftest import TINY_CODE
 
 
 def test_publish_and_audit_chain_on_postgresql(
@@ -18,7 +19,9 @@ def test_publish_and_audit_chain_on_postgresql(
     services.prepare()
     with transaction(services.sessions) as session:
         catalogue.init_organisation(session, "lab")
-        catalogue.publish(session, services.blobs, tiny_model, model="tiny", version="1")
+        catalogue.publish(
+            session, services.blobs, tiny_model, model="tiny", version="1", fingerprint=TINY_CODE
+        )
     with transaction(services.sessions) as session:
         release = catalogue.get_release(session, "tiny@1")
         assert release.created_at.tzinfo is not None

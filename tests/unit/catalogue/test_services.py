@@ -16,12 +16,15 @@ from ringfence.catalogue.models import Artifact, Release
 from ringfence.db import transaction
 from ringfence.errors import Conflict, InvalidInput, NotFound
 from ringfence.wiring import Services
+from tests.conftest import TINY_CODE
 
 
 def _publish(services: Services, path: Path, version: str = "1.0") -> Release:
     with transaction(services.sessions) as session:
         catalogue.init_organisation(session, "lab")
-        return catalogue.publish(session, services.blobs, path, model="tiny", version=version)
+        return catalogue.publish(
+            session, services.blobs, path, model="tiny", version=version, fingerprint=TINY_CODE
+        )
 
 
 def test_publish_records_every_file_with_its_hash(services: Services, tiny_model: Path) -> None:
@@ -38,7 +41,7 @@ def test_publish_records_every_file_with_its_hash(services: Services, tiny_model
                 assert fh.read() == raw
         weights = paths["model.safetensors"]
         assert weights.format == "safetensors"
-        assert len(weights.tensors) == 12
+        assert len(weights.tensors) == 22
         assert stored.circle == "in-house"
         assert stored.parameter_count == sum(
             int(__import__("math").prod(t.shape)) for t in weights.tensors

@@ -11,6 +11,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
 from ringfence.wiring import Services
+from tests.conftest import TINY_CODE
 
 ORG = "lab"
 
@@ -78,7 +79,9 @@ def publish(services: Services, path: Path, model: str = "tiny", version: str = 
     """Initialise the lab and publish `path` as MODEL@VERSION (no publish checks)."""
     with transaction(services.sessions) as session:
         catalogue.init_organisation(session, ORG)
-        catalogue.publish(session, services.blobs, path, model=model, version=version)
+        catalogue.publish(
+            session, services.blobs, path, model=model, version=version, fingerprint=TINY_CODE
+        )
 
 
 def make_world(
