@@ -99,7 +99,16 @@ def test_web_catalogue_and_api_show_a_release_only_to_its_circle(
     # Research: listed to everyone (the page is where people ask for access).
     assert cli("circle", "set", "tiny@1.0", "research").code == 0
     assert "tiny@1.0" in client.get("/").text
-    assert client.get("/api/v1/releases/tiny/1.0").json()["circle"] == "research"
+    public = client.get("/api/v1/releases/tiny/1.0").json()
+    assert public["circle"] == "research"
+    # Outsiders learn the hashes of plain files, never of the original weights.
+    hashes = {a["path"]: a["sha256"] for a in public["artifacts"]}
+    assert hashes["model.safetensors"] is None and hashes["config.json"]
+    staff_view = {a["path"]: a["sha256"] for a in api["artifacts"]}
+    assert staff_view["model.safetensors"] and len(staff_view["model.safetensors"]) == 64
+    outsider_page = client.get("/models/tiny/1.0").text
+    assert staff_view["model.safetensors"] not in outsider_page
+    assert staff_view["model.safetensors"] in client.get("/models/tiny/1.0", headers=staff).text
 
     missing = client.get("/api/v1/releases/tiny/9.9")
     assert missing.status_code == 404

@@ -26,7 +26,9 @@ class ArtifactOut(BaseModel):
 
     path: str
     size: int
-    sha256: str
+    #: None for weights when the caller is not lab staff: each recipient gets their own bytes
+    #: (see their signed manifest), and the original's hash is the lab's to know
+    sha256: str | None
     format: str
     tensors: int
 
@@ -45,8 +47,12 @@ class ReleaseOut(BaseModel):
     artifacts: list[ArtifactOut]
 
 
-def release_out(release: Release) -> ReleaseOut:
-    """The API view of a release."""
+WEIGHT_FORMATS = ("safetensors", "gguf")
+
+
+def release_out(release: Release, user: User | None) -> ReleaseOut:
+    """The API view of a release (original weight hashes only for the lab's own people)."""
+    lab = user is not None and user.is_lab
     return ReleaseOut(
         model=release.model.name,
         version=release.version,
@@ -58,7 +64,11 @@ def release_out(release: Release) -> ReleaseOut:
         created_at=release.created_at.isoformat(timespec="seconds"),
         artifacts=[
             ArtifactOut(
-                path=a.path, size=a.size, sha256=a.sha256, format=a.format, tensors=len(a.tensors)
+                path=a.path,
+                size=a.size,
+                sha256=a.sha256 if lab or a.format not in WEIGHT_FORMATS else None,
+                format=a.format,
+                tensors=len(a.tensors),
             )
             for a in release.artifacts
         ],
@@ -107,7 +117,9 @@ def api_releases(
     session: Session = Depends(db_session), user: User | None = Depends(current_user)
 ) -> list[ReleaseOut]:
     """Every release the caller may see, newest first."""
-    return [release_out(r) for r in catalogue.list_releases(session) if visible(session, r, user)]
+    return [
+        release_out(r, user) for r in catalogue.list_releases(session) if visible(session, r, user)
+    ]
 
 
 @router.get("/api/v1/releases/{name}/{version}", response_model=ReleaseOut, tags=["catalogue"])
@@ -118,4 +130,4 @@ def api_release(
     user: User | None = Depends(current_user),
 ) -> ReleaseOut:
     """One release with its files (not found when the caller may not see it)."""
-    return release_out(visible_release(session, f"{name}@{version}", user))
+    return release_out(visible_release(session, f"{name}@{version}", user), user)
