@@ -13,7 +13,6 @@ from ringfence.access import accounts, grants, requests, tokens
 from ringfence.access.models import Mail, User
 from ringfence.access.web_common import (
     commit_and_deliver,
-    login_redirect,
     redirect,
     render,
     safe_next,
@@ -24,7 +23,7 @@ from ringfence.web.security import (
     SESSION_COOKIE,
     clear_session_cookie,
     client_ip,
-    current_user,
+    require_user,
     set_session_cookie,
     verify_csrf,
 )
@@ -198,12 +197,10 @@ def _account_context(session: Session, user: User) -> dict[str, Any]:
 @router.get("/account", response_class=HTMLResponse)
 def account(
     request: Request,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """My requests, grants and API tokens."""
-    if user is None:
-        return login_redirect(request)
     return render(request, "access/account.html", _account_context(session, user))
 
 
@@ -212,12 +209,10 @@ def create_token(
     request: Request,
     scope: str = Form("read"),
     name: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Create a token and show it on this page once."""
-    if user is None:
-        return login_redirect(request)
     try:
         new = tokens.create_token(session, user, scope, name=name, actor=user.email)
     except RingfenceError as exc:
@@ -238,12 +233,10 @@ def create_token(
 def revoke_token(
     request: Request,
     token_id: int,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Revoke one of my tokens."""
-    if user is None:
-        return login_redirect(request)
     tokens.revoke_token(session, user, token_id, actor=user.email)
     session.commit()
     return redirect("/account", "token-revoked")
@@ -254,12 +247,10 @@ def appeal(
     request: Request,
     request_id: int,
     text: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Appeal a rejection, once."""
-    if user is None:
-        return login_redirect(request)
     req = requests.get_request(session, request_id)
     try:
         requests.appeal(session, user, req, text, ip=client_ip(request))

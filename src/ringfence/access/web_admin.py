@@ -12,7 +12,6 @@ from ringfence.access import accounts, circles, licences, requests
 from ringfence.access.models import CIRCLES, ROLES, User
 from ringfence.access.web_common import (
     commit_and_deliver,
-    login_redirect,
     redirect,
     render,
     require_page_role,
@@ -22,7 +21,7 @@ from ringfence.catalogue.models import Licence
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, current_user, verify_csrf
+from ringfence.web.security import client_ip, require_user, verify_csrf
 
 router = APIRouter(include_in_schema=False)
 CSRF = [Depends(verify_csrf)]
@@ -45,12 +44,10 @@ def review(
     state: str = "pending",
     release: str = "",
     q: str = "",
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """The review queue, filtered by state, release and requester."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, *REVIEWERS)
     return render(
         request, "access/review.html", {"me": user, **_review_context(session, state, release, q)}
@@ -60,12 +57,10 @@ def review(
 @router.post("/review/decide", dependencies=CSRF)
 async def decide(
     request: Request,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Approve or reject the ticked requests (bulk)."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, *REVIEWERS)
     form = await request.form()
     action = str(form.get("action", ""))
@@ -124,12 +119,10 @@ def _circles_context(session: Session) -> dict[str, Any]:
 @router.get("/admin/circles", response_class=HTMLResponse)
 def circles_page(
     request: Request,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Releases and their circles; institutions and NDAs."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     return render(request, "access/circles.html", _circles_context(session))
 
@@ -140,12 +133,10 @@ def set_circle(
     release: str = Form(""),
     circle: str = Form(""),
     reason: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Set a release's circle (narrowing revokes grants outside it)."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     try:
         circles.set_circle(
@@ -173,12 +164,10 @@ def add_institution(
     request: Request,
     name: str = Form(""),
     domains: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Record an institution and its verified domains (comma-separated)."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     try:
         accounts.add_institution(session, name, domains.replace(",", " ").split(), actor=user.email)
@@ -201,12 +190,10 @@ async def add_nda(
     signatory: str = Form(""),
     expires: str = Form(""),
     document: UploadFile = File(...),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Store a signed NDA document and record it (then countersign it)."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     try:
         data = await document.read(50 * 1024 * 1024 + 1)
@@ -236,12 +223,10 @@ async def add_nda(
 def countersign(
     request: Request,
     nda_id: int,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Countersign an NDA as the signed-in admin."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     circles.countersign_nda(session, circles.get_nda(session, nda_id), user, ip=client_ip(request))
     session.commit()
@@ -262,12 +247,10 @@ def _licences_context(session: Session) -> dict[str, Any]:
 @router.get("/admin/licences", response_class=HTMLResponse)
 def licences_page(
     request: Request,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Licence versions; which release names which."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     return render(request, "access/licences.html", _licences_context(session))
 
@@ -278,12 +261,10 @@ def add_licence(
     slug: str = Form(""),
     title: str = Form(""),
     text: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Add a licence version (empty text: the shipped research-only template)."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     try:
         if not text.strip() and slug.strip() == licences.RESEARCH_ONLY:
@@ -313,12 +294,10 @@ def set_licence(
     request: Request,
     release: str = Form(""),
     licence: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Name a release's licence; holders must accept it again."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     try:
         licences.set_release_licence(
@@ -351,12 +330,10 @@ def _users_context(session: Session) -> dict[str, Any]:
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(
     request: Request,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Every account with its role and institution."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     return render(request, "access/users.html", _users_context(session))
 
@@ -369,12 +346,10 @@ def update_user(
     institution: str = Form(""),
     active: str = Form("on"),
     create: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Add a user, or change a user's role, institution and whether the account is active."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     svc = get_services(request)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
@@ -49,12 +48,6 @@ def redirect(url: str, done: str | None = None) -> RedirectResponse:
     if done:
         url += ("&" if "?" in url else "?") + f"done={done}"
     return RedirectResponse(url, status_code=303)
-
-
-def login_redirect(request: Request) -> RedirectResponse:
-    """Send an anonymous browser to sign in, then back here."""
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 def safe_next(target: str | None) -> str:

@@ -14,7 +14,6 @@ from ringfence.access.models import User
 from ringfence.access.web_common import (
     NOTICES,
     commit_and_deliver,
-    login_redirect,
     redirect,
     render,
 )
@@ -22,7 +21,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.errors import RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, current_user, template_user, verify_csrf
+from ringfence.web.security import client_ip, require_user, template_user, verify_csrf
 from ringfence.web.templating import templates
 
 router = APIRouter(include_in_schema=False)
@@ -111,12 +110,10 @@ async def submit_request(
     request: Request,
     name: str,
     version: str,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Send the release's request form."""
-    if user is None:
-        return login_redirect(request)
     release = catalogue.get_release(session, f"{name}@{version}")
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
@@ -145,12 +142,10 @@ def accept_licence(
     version: str,
     licence_sha256: str = Form(""),
     agree: str = Form(""),
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Accept the licence text the page showed (its hash travels with the form)."""
-    if user is None:
-        return login_redirect(request)
     release = catalogue.get_release(session, f"{name}@{version}")
     try:
         if agree != "on":

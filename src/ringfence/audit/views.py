@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import User
-from ringfence.access.web_common import login_redirect, render, require_page_role
+from ringfence.access.web_common import render, require_page_role
 from ringfence.audit import services as audit
 from ringfence.audit.models import AuditEvent
 from ringfence.errors import InvalidInput
 from ringfence.web.deps import db_session
-from ringfence.web.security import current_user, require_role
+from ringfence.web.security import require_role, require_user
 
 router = APIRouter()
 PAGE = 100
@@ -67,12 +67,10 @@ def audit_page(
     actor: str = "",
     subject: str = "",
     before: int | None = None,
-    user: User | None = Depends(current_user),
+    user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
     """Events, newest first, filtered by tag prefix, actor and subject; chain status on top."""
-    if user is None:
-        return login_redirect(request)
     require_page_role(user, "admin")
     events = query_events(session, tag=tag, actor=actor, subject=subject, before=before)
     return render(

@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ringfence import __version__
-from ringfence.errors import RingfenceError
+from ringfence.errors import AuthenticationRequired, RingfenceError
+from ringfence.web.security import login_redirect
 from ringfence.web.templating import templates
 from ringfence.wiring import Services, build
 
@@ -57,6 +58,9 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @app.exception_handler(RingfenceError)
     async def _ringfence_error(request: Request, exc: RingfenceError) -> Response:
+        if isinstance(exc, AuthenticationRequired) and not _wants_json(request):
+            # A person's browser goes to sign in, then comes back to the page.
+            return login_redirect(request)
         return error_response(request, exc.http_status, exc.diagnostics(), type(exc).__name__)
 
     @app.exception_handler(StarletteHTTPException)

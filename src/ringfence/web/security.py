@@ -20,8 +20,10 @@ import hmac
 import secrets as pysecrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
+from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
@@ -36,6 +38,12 @@ SESSION_COOKIE = "rf_session"
 ANON_COOKIE = "rf_anon"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """Send an anonymous browser to sign in, then back here."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 def client_ip(request: Request) -> str:
