@@ -11,15 +11,20 @@ cast makes, and at density 1/8 its energy (|w|²·2^-16/8) is of the cast's orde
 fingerprinted F32 copy keeps its mark. Q8_0 moves the int8 quant by one, the format's own
 step (the quantised domain: re-encoding the block is not needed and the f16 scale is kept).
 
-Working on the raw integer words keeps the kernel a few in-cache integer passes
-(FIELD-NOTES: ~0.8x memcpy) and makes it deterministic on every machine. Elements whose
+Working on the raw integer words makes the kernel deterministic on every machine. The
+functions here run the compiled kernel (`_kernel.c`: one fused pass, the GIL released) when it
+is importable; the numpy versions (`*_reference`) define the output byte for byte, are what the
+compiled kernel is tested against, and are the fallback where the extension was not built
+(a pure-Python install, a big-endian host). Elements whose
 exponent is 0 (zero, subnormal) or one of the two largest (inf, NaN, ≥ 2^127) are left alone,
 so no step can wrap into a NaN or flip a sign.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +33,21 @@ from ringfence.errors import UnsupportedFormat
 from ringfence.fingerprint import carrier
 
 U8 = npt.NDArray[np.uint8]
+
+
+def _load_compiled() -> ModuleType | None:
+    # The extension reads words as little-endian; elsewhere the numpy reference runs.
+    if sys.byteorder != "little":
+        return None
+    try:
+        from ringfence.fingerprint import _kernel
+    except ImportError:  # built without a C compiler: the numpy reference is the fallback
+        return None
+    return _kernel
+
+
+#: the compiled kernel, or None where the numpy reference runs (tests set it to None)
+COMPILED: ModuleType | None = _load_compiled()
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,21 @@ class Workspace:
         return found
 
 
+KIND_CODES = {"BF16": 0, "F16": 1, "F32": 2, "Q8_0": 3}  # _kernel.c's kinds
+
+
+def _compiled_args(
+    raw: npt.NDArray[np.generic], out: npt.NDArray[np.generic], bits: npt.NDArray[np.bool_]
+) -> tuple[ModuleType, npt.NDArray[np.uint8]] | None:
+    """The kernel and the codeword as bytes when the compiled kernel can take these arrays."""
+    compiled = COMPILED
+    if compiled is None or bits.size == 0:
+        return None
+    if not (raw.flags.c_contiguous and out.flags.c_contiguous and raw.nbytes == out.nbytes):
+        return None
+    return compiled, np.ascontiguousarray(bits, dtype=np.bool_).view(np.uint8)
+
+
 def embed_float(
     raw: npt.NDArray[np.unsignedinteger],
     dtype: str,
@@ -136,6 +171,24 @@ def embed_float(
     work: Workspace | None = None,
 ) -> None:
     """Fingerprint float elements [first, first + len(raw)) of a tensor into `out` (raw words)."""
+    found = _compiled_args(raw, out, bits)
+    if found is None:
+        embed_float_reference(raw, dtype, first, tensor_seed, bits, out, work)
+        return
+    compiled, codeword = found
+    compiled.embed(KIND_CODES[dtype], raw, out, first, tensor_seed, codeword)
+
+
+def embed_float_reference(
+    raw: npt.NDArray[np.unsignedinteger],
+    dtype: str,
+    first: int,
+    tensor_seed: int,
+    bits: npt.NDArray[np.bool_],
+    out: npt.NDArray[np.unsignedinteger],
+    work: Workspace | None = None,
+) -> None:
+    """`embed_float` in numpy: the definition of the output, and the fallback."""
     kind = FLOAT_KINDS[dtype]
     word = kind.word
     count = raw.size
@@ -172,6 +225,18 @@ def embed_q8_0(
     raw: U8, first_block: int, tensor_seed: int, bits: npt.NDArray[np.bool_], out: U8
 ) -> None:
     """Fingerprint whole Q8_0 blocks (34 bytes: f16 scale, 32 int8) starting at `first_block`."""
+    found = _compiled_args(raw, out, bits)
+    if found is None or raw.size % Q8_0_BYTES:
+        embed_q8_0_reference(raw, first_block, tensor_seed, bits, out)
+        return
+    compiled, codeword = found
+    compiled.embed(KIND_CODES["Q8_0"], raw, out, first_block, tensor_seed, codeword)
+
+
+def embed_q8_0_reference(
+    raw: U8, first_block: int, tensor_seed: int, bits: npt.NDArray[np.bool_], out: U8
+) -> None:
+    """`embed_q8_0` in numpy: the definition of the output, and the fallback."""
     np.copyto(out, raw)
     n = raw.size // Q8_0_BYTES * Q8_0_BLOCK
     index, up = directions(tensor_seed, first_block * Q8_0_BLOCK, n, bits)

@@ -1,0 +1,14 @@
+"""The compiled fingerprint kernel (_kernel.c); embed.py holds the numpy reference."""
+
+from typing_extensions import Buffer  # collections.abc.Buffer is Python 3.12+
+
+BF16: int
+F16: int
+F32: int
+Q8_0: int
+
+def embed(kind: int, src: Buffer, out: Buffer, first: int, seed: int, bits: Buffer, /) -> None:
+    """Fingerprint units [first, first + n) from `src` into `out` (may be the same buffer)."""
+
+def embed_bytes(kind: int, src: Buffer, first: int, seed: int, bits: Buffer, /) -> bytes:
+    """Like `embed`, into a new bytes object."""
