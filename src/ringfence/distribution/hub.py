@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from ringfence.access.circles import visible
 from ringfence.access.models import User
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
@@ -102,11 +103,16 @@ def _release(
     session: Session, services: Services, ns: str, name: str, revision: str, user: User | None
 ) -> Release:
     try:
-        return dist.hub_release(session, services.secrets, ns, name, revision, user)
+        release = dist.hub_release(session, services.secrets, ns, name, revision, user)
     except dist.RevisionNotFound:
         raise
     except NotFound as exc:
         raise _HubError(404, "RepoNotFound", f"Repository Not Found: {ns}/{name}") from exc
+    if not visible(session, release, user):
+        # In-house and partner releases do not exist for outsiders: the same answer as an
+        # unknown name, so a token holder cannot probe which models the lab keeps.
+        raise _HubError(404, "RepoNotFound", f"Repository Not Found: {ns}/{name}")
+    return release
 
 
 def _model_info(

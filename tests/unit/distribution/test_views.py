@@ -10,7 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from ringfence.access.circles import set_circle
 from ringfence.audit.models import AuditEvent
+from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
 from ringfence.distribution.models import DownloadLink
 from ringfence.distribution.tasks import compute_pending
@@ -174,6 +176,13 @@ def test_hub_answers_gated_without_a_grant_and_not_found_for_unknown(
         f"/api/models/{world.repo_id}/revision/1.0", headers={"Authorization": f"Bearer {stranger}"}
     )
     assert (r.status_code, r.headers["x-error-code"]) == (403, "GatedRepo")
+    # An in-house release does not exist for an outsider, exactly like an unknown name...
+    r = client.get(f"/api/models/{world.repo_id}/revision/1.0")
+    assert (r.status_code, r.headers["x-error-code"]) == (404, "RepoNotFound")
+    # ...while a research release is gated: visible, and refused without a grant.
+    with transaction(services.sessions) as session:
+        release = catalogue.get_release(session, f"{world.model}@1.0")
+        set_circle(session, release, "research", actor="test")
     r = client.get(f"/api/models/{world.repo_id}/revision/1.0")
     assert (r.status_code, r.headers["x-error-code"]) == (401, "GatedRepo")
     r = client.get("/api/models/lab/nope/revision/1.0", headers=_auth(world))
