@@ -59,6 +59,7 @@ class EventTag:
 
     class Distribution:
         LinkCreated = "distribution:link:created"
+        LinkRevoked = "distribution:link:revoked"
         Downloaded = "distribution:file:downloaded"
         DownloadRefused = "distribution:file:refused"
 

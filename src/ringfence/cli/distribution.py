@@ -166,6 +166,49 @@ def links_create(
     emit(result, as_json=as_json)
 
 
+@links_app.command("list")
+def links_list(
+    email: str | None = typer.Option(None, "--for", help="Only this holder's links."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Download links with their expiry, copies delivered and state."""
+    from ringfence.access.accounts import get_user
+    from ringfence.db import utcnow
+    from ringfence.distribution import links
+
+    with transaction(services().sessions) as session:
+        user_id = get_user(session, email).id if email else None
+        now = utcnow()
+        rows = [
+            {
+                "id": link.id,
+                "grant": link.grant_id,
+                "expires_at": link.expires_at.isoformat(timespec="seconds"),
+                "copies": f"{link.uses:.2f}/{link.max_uses}",
+                "state": "revoked"
+                if link.revoked_at
+                else ("expired" if link.expires_at <= now else "live"),
+            }
+            for link in links.list_links(session, user_id=user_id)
+        ]
+    emit(rows, as_json=as_json, title="links")
+
+
+@links_app.command("revoke")
+def links_revoke(
+    link_id: int = typer.Argument(..., help="The link's id (see `ringfence links list`)."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the audit log)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Kill one download link at once; the holder's grant stays."""
+    from ringfence.distribution import links
+
+    with transaction(services().sessions) as session:
+        link = links.revoke_link(session, link_id, reason=reason, actor="cli")
+        result = {"id": link.id, "revoked_at": str(link.revoked_at)}
+    emit(result, as_json=as_json)
+
+
 @manifests_app.command("compute")
 def manifests_compute(as_json: bool = JSON_OPTION) -> None:
     """Compute and sign every pending recipient manifest now."""

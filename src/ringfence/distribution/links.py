@@ -22,7 +22,7 @@ from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.db import utcnow
 from ringfence.distribution.models import DownloadLink
-from ringfence.errors import InvalidInput, TokenExpired, TokenInvalid
+from ringfence.errors import InvalidInput, NotFound, TokenExpired, TokenInvalid
 from ringfence.secrets import SecretStore
 
 DEFAULT_HOURS = 24
@@ -118,6 +118,31 @@ def read_link(session: Session, secrets: SecretStore, token: str) -> DownloadLin
         )
     if link.bytes_served >= link.byte_budget:
         raise TokenExpired(_used_up(link), hint="ask for a new link on the release page")
+    return link
+
+
+def list_links(session: Session, *, user_id: int | None = None) -> list[DownloadLink]:
+    """Links, newest first (one holder's when `user_id` is given)."""
+    query = select(DownloadLink).order_by(DownloadLink.id.desc())
+    if user_id is not None:
+        query = query.where(DownloadLink.user_id == user_id)
+    return list(session.scalars(query))
+
+
+def revoke_link(session: Session, link_id: int, *, reason: str, actor: str) -> DownloadLink:
+    """Kill one link at once (its grant stays); revoking twice is a no-op."""
+    link = session.get(DownloadLink, link_id)
+    if link is None:
+        raise NotFound(f"no download link {link_id}", hint="see `ringfence links list`")
+    if link.revoked_at is None:
+        link.revoked_at = utcnow()
+        record(
+            session,
+            EventTag.Distribution.LinkRevoked,
+            actor=actor,
+            subject=f"link:{link.id}",
+            payload={"grant": link.grant_id, "reason": reason[:500]},
+        )
     return link
 
 

@@ -14,6 +14,7 @@ from ringfence.access.circles import set_circle
 from ringfence.audit.models import AuditEvent
 from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
+from ringfence.distribution import links
 from ringfence.distribution.models import DownloadLink
 from ringfence.distribution.tasks import compute_pending
 from ringfence.web.app import create_app
@@ -148,6 +149,22 @@ def test_revoking_the_grant_kills_the_link_on_the_next_request(
     assert "revoked" in r.json()["error"]["message"]
     hub = client.get(f"/{world.repo_id}/resolve/1.0/config.json", headers=_auth(world))
     assert hub.status_code == 403 and hub.headers["x-error-code"] == "GatedRepo"
+
+
+def test_revoking_one_link_kills_it_and_keeps_the_grant(
+    client: TestClient, world: World, services: Services
+) -> None:
+    first, second = _link(client, world), _link(client, world)
+    with transaction(services.sessions) as session:
+        newest = links.list_links(session, user_id=world.user_id)[0]
+        links.revoke_link(session, newest.id, reason="posted in a chat", actor="admin@lab")
+        links.revoke_link(session, newest.id, reason="again", actor="admin@lab")  # no-op
+    r = client.get(f"{second}/f/config.json", headers={"Accept": "application/json"})
+    assert r.status_code == 403 and "revoked" in r.json()["error"]["message"]
+    assert client.get(f"{first}/f/config.json").status_code == 200
+    with transaction(services.sessions) as session:
+        tags = session.scalars(select(AuditEvent.tag)).all()
+    assert tags.count("distribution:link:revoked") == 1
 
 
 def test_every_use_and_refusal_is_audited(
