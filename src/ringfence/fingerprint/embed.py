@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +32,25 @@ import numpy.typing as npt
 from ringfence.errors import UnsupportedFormat
 from ringfence.fingerprint import carrier
 
+if TYPE_CHECKING:
+    from ringfence.fingerprint._kernel import Buffer
+
 U8 = npt.NDArray[np.uint8]
 
 
-def _load_compiled() -> ModuleType | None:
+class CompiledKernel(Protocol):
+    """What `_kernel.c` exports (its stub is `_kernel.pyi`)."""
+
+    def embed(
+        self, kind: int, src: Buffer, out: Buffer, first: int, seed: int, bits: Buffer, /
+    ) -> None: ...
+
+    def embed_bytes(
+        self, kind: int, src: Buffer, first: int, seed: int, bits: Buffer, /
+    ) -> bytes: ...
+
+
+def _load_compiled() -> CompiledKernel | None:
     # The extension reads words as little-endian; elsewhere the numpy reference runs.
     if sys.byteorder != "little":
         return None
@@ -47,7 +62,7 @@ def _load_compiled() -> ModuleType | None:
 
 
 #: the compiled kernel, or None where the numpy reference runs (tests set it to None)
-COMPILED: ModuleType | None = _load_compiled()
+COMPILED: CompiledKernel | None = _load_compiled()
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,7 @@ KIND_CODES = {"BF16": 0, "F16": 1, "F32": 2, "Q8_0": 3}  # _kernel.c's kinds
 
 def _compiled_args(
     raw: npt.NDArray[np.generic], out: npt.NDArray[np.generic], bits: npt.NDArray[np.bool_]
-) -> tuple[ModuleType, npt.NDArray[np.uint8]] | None:
+) -> tuple[CompiledKernel, npt.NDArray[np.uint8]] | None:
     """The kernel and the codeword as bytes when the compiled kernel can take these arrays."""
     compiled = COMPILED
     if compiled is None or bits.size == 0:
@@ -245,6 +260,32 @@ def embed_q8_0_reference(
     quants += np.where(up, 1, -1).astype(np.int16)
     np.clip(quants, -127, 127, out=quants)
     out[offset] = quants.astype(np.int8).view(np.uint8)
+
+
+def fingerprinted_units(
+    dtype: str,
+    data: U8,
+    first_unit: int,
+    tensor_seed: int,
+    bits: npt.NDArray[np.bool_],
+    work: Workspace | None = None,
+) -> bytes:
+    """Fingerprinted whole units as a new bytes object (the compiled kernel writes it directly)."""
+    size, _ = unit_bytes(dtype)
+    units = data.size // size
+    found = _compiled_args(data, data, bits)
+    if found is not None and data.size == units * size:
+        compiled, codeword = found
+        return compiled.embed_bytes(KIND_CODES[dtype], data, first_unit, tensor_seed, codeword)
+    # numpy: in slices of the workspace's capacity, so its temporaries stay that size
+    work = work or Workspace(units)
+    out = np.empty_like(data)
+    step = max(1, work.capacity)
+    for s in range(0, units, step):
+        n = min(step, units - s)
+        part = slice(s * size, (s + n) * size)
+        embed_units(dtype, data[part], first_unit + s, tensor_seed, bits, out[part], work)
+    return out.tobytes()
 
 
 def embed_units(

@@ -4,7 +4,8 @@ A range is split at tensor boundaries: header bytes and tensors that carry no co
 through untouched; a carrying tensor is widened to whole units (elements, or 34-byte Q8_0
 blocks), fingerprinted in slices of `SLICE` units and cut back to the asked range, so any
 range equals the same slice of the whole file (HTTP Range, parallel and resumed downloads).
-Memory is two `CHUNK` buffers plus the kernel's per-slice temporaries, whatever the file size.
+Memory is a `CHUNK` read buffer and the chunk in flight (plus, with the numpy fallback, the
+kernel's per-slice temporaries), whatever the file size.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from ringfence.fingerprint.embed import Workspace, embed_units, unit_bytes
+from ringfence.fingerprint.embed import Workspace, fingerprinted_units, unit_bytes
 from ringfence.fingerprint.plan import CarrierTensor, FingerprintPlan
 
 CHUNK = 16 * 1024 * 1024
-SLICE = 1 << 19  # units per kernel call: amortises per-call overhead; per-block arrays < 128 KiB
+SLICE = 1 << 19  # units per numpy kernel call: amortises its overhead; per-block arrays < 128 KiB
 
 
 def _read_exact(fh: BinaryIO, offset: int, view: memoryview) -> None:
@@ -34,13 +35,17 @@ def _read_exact(fh: BinaryIO, offset: int, view: memoryview) -> None:
         got += n
 
 
-def _passthrough(fh: BinaryIO, start: int, end: int, buf: bytearray) -> Iterator[bytes]:
+def _passthrough(fh: BinaryIO, start: int, end: int, chunk: int) -> Iterator[bytes]:
     fh.seek(start)
     while start < end:
-        n = min(len(buf), end - start)
-        view = memoryview(buf)[:n]
-        _read_exact(fh, start, view)
-        yield bytes(view)
+        n = min(chunk, end - start)
+        data = fh.read(n)  # straight into a new bytes object: one copy, like a plain read
+        while len(data) < n:  # an unbuffered file may return less
+            more = fh.read(n - len(data))
+            if not more:
+                raise EOFError(f"weights file ends at {start + len(data)}, expected {start + n}")
+            data += more
+        yield data
         start += n
 
 
@@ -51,7 +56,6 @@ def _tensor_range(
     start: int,
     end: int,
     buf: bytearray,
-    out: bytearray,
     work: Workspace,
 ) -> Iterator[bytes]:
     size, _ = unit_bytes(tensor.dtype)
@@ -62,23 +66,13 @@ def _tensor_range(
     while unit < last:
         count = min(units_per_chunk, last - unit)
         offset = tensor.begin + unit * size
-        src = np.frombuffer(buf, dtype=np.uint8, count=count * size)
-        dst = np.frombuffer(out, dtype=np.uint8, count=count * size)
         _read_exact(fh, offset, memoryview(buf)[: count * size])
-        for s in range(0, count, SLICE):
-            n = min(SLICE, count - s)
-            embed_units(
-                tensor.dtype,
-                src[s * size : (s + n) * size],
-                unit + s,
-                tensor.seed,
-                bits,
-                dst[s * size : (s + n) * size],
-                work,
-            )
+        src = np.frombuffer(buf, dtype=np.uint8, count=count * size)
+        # the kernel writes the chunk that is sent: no copy after it but at a range's cut ends
+        marked = fingerprinted_units(tensor.dtype, src, unit, tensor.seed, bits, work)
         lo = max(start, offset) - offset
         hi = min(end, offset + count * size) - offset
-        yield bytes(memoryview(out)[lo:hi])
+        yield marked if lo == 0 and hi == len(marked) else marked[lo:hi]
         unit += count
 
 
@@ -103,7 +97,6 @@ def fingerprinted_bytes(
     # at least one unit of every type (a Q8_0 block is 34 bytes), at most what the range needs
     chunk = max(64, min(chunk, end - start + 128))
     buf = bytearray(chunk)
-    out = bytearray(chunk)
     work = Workspace(SLICE)
     tensors = sorted(plan.tensors, key=lambda t: t.begin)
     begins = [t.begin for t in tensors]
@@ -114,8 +107,8 @@ def fingerprinted_bytes(
             i += 1
         if i < len(tensors) and tensors[i].begin <= pos:
             stop = min(end, tensors[i].end)
-            yield from _tensor_range(source, tensors[i], bits, pos, stop, buf, out, work)
+            yield from _tensor_range(source, tensors[i], bits, pos, stop, buf, work)
         else:
             stop = min(end, tensors[i].begin) if i < len(tensors) else end
-            yield from _passthrough(source, pos, stop, buf)
+            yield from _passthrough(source, pos, stop, chunk)
         pos = stop
