@@ -1,6 +1,12 @@
 """The compiled fingerprint kernel (_kernel.c); embed.py holds the numpy reference."""
 
-from typing_extensions import Buffer  # collections.abc.Buffer is Python 3.12+
+from typing import Any
+
+import numpy as np
+
+# contiguous memory the C code reads (or writes) through the buffer protocol; on Python 3.11
+# numpy's arrays do not match collections.abc.Buffer for type checkers, hence the union
+Buffer = bytes | bytearray | memoryview | np.ndarray[Any, Any]
 
 BF16: int
 F16: int
