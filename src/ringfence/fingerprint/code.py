@@ -31,7 +31,9 @@ Why the bound holds (written down, numbers computed in `design`):
 
 from __future__ import annotations
 
+import hmac
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -90,8 +92,8 @@ def worst_coalition_score(colluders: int, cutoff: float) -> float:
     return total
 
 
-def _chernoff_log_tail(s: float, p: F64, y: F64, weights: F64 | None = None) -> float:
-    """min over λ ≥ 0 of Σ_i w_i log E[exp(λ y_i U_i)] - λ s (natural log of the bound)."""
+def _cumulant(p: F64, y: F64, weights: F64 | None = None) -> Callable[[float], float]:
+    """λ -> K(λ) = Σ_i w_i log E[exp(λ y_i U_i)], U_i = (x_i − p_i)/√(p_i(1 − p_i))."""
     a = np.sqrt((1 - p) / p)
     b = np.sqrt(p / (1 - p))
 
@@ -101,23 +103,38 @@ def _chernoff_log_tail(s: float, p: F64, y: F64, weights: F64 | None = None) -> 
         eb = -lam * y * b
         top = np.maximum(ea, eb)
         terms = top + np.log(p * np.exp(ea - top) + (1 - p) * np.exp(eb - top))
-        total = float(np.sum(terms * weights) if weights is not None else np.sum(terms))
-        return total - lam * s
+        return float(np.sum(terms * weights) if weights is not None else np.sum(terms))
+
+    return value
+
+
+_GOLDEN_RATIO = (math.sqrt(5) - 1) / 2
+
+
+def _golden_minimum(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """The minimiser of a unimodal f on [lo, hi] (golden-section search, 80 steps)."""
+    for _ in range(80):
+        x1 = hi - _GOLDEN_RATIO * (hi - lo)
+        x2 = lo + _GOLDEN_RATIO * (hi - lo)
+        if f(x1) < f(x2):
+            hi = x2
+        else:
+            lo = x1
+    return (lo + hi) / 2
+
+
+def _chernoff_log_tail(s: float, p: F64, y: F64, weights: F64 | None = None) -> float:
+    """min over λ ≥ 0 of Σ_i w_i log E[exp(λ y_i U_i)] - λ s (natural log of the bound)."""
+    cumulant = _cumulant(p, y, weights)
+
+    def value(lam: float) -> float:
+        return cumulant(lam) - lam * s
 
     # convex in λ: golden-section search on a bracket found by doubling
     hi = 1e-3
     while value(hi * 2) < value(hi) and hi < 1e3:
         hi *= 2
-    lo, hi = 0.0, hi * 2
-    ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(80):
-        x1 = hi - ratio * (hi - lo)
-        x2 = lo + ratio * (hi - lo)
-        if value(x1) < value(x2):
-            hi = x2
-        else:
-            lo = x1
-    return min(0.0, value((lo + hi) / 2))
+    return min(0.0, value(_golden_minimum(value, 0.0, hi * 2)))
 
 
 def tail_bound(score: float, biases: F64, symbols: F64) -> float:
@@ -126,19 +143,23 @@ def tail_bound(score: float, biases: F64, symbols: F64) -> float:
 
 
 def threshold(biases: F64, symbols: F64, probability: float) -> float:
-    """The least score s with tail_bound(s) ≤ probability (bisection on s)."""
+    """The least score s with tail_bound(s) ≤ probability.
+
+    K(λ) − λs ≤ log q holds for some λ > 0 iff s ≥ (K(λ) − log q)/λ, so the least such s is
+    min over λ > 0 of (K(λ) − log q)/λ: one minimisation instead of a bisection on s. The
+    function is unimodal (its derivative has the sign of λK′(λ) − K(λ) + log q, which
+    increases with λ since K is convex), so a golden-section search finds it.
+    """
     target = math.log(probability)
-    norm = math.sqrt(float(np.sum(symbols**2))) or 1.0
-    lo, hi = 0.0, 4.0 * norm
-    while _chernoff_log_tail(hi, biases, symbols) > target:
+    cumulant = _cumulant(biases, symbols)
+
+    def least_score(lam: float) -> float:
+        return (cumulant(lam) - target) / lam
+
+    hi = 1e-3
+    while least_score(hi * 2) < least_score(hi) and hi < 1e6:
         hi *= 2
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        if _chernoff_log_tail(mid, biases, symbols) > target:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return least_score(_golden_minimum(least_score, 0.0, hi * 2))
 
 
 def _design(params: CodeParams) -> CodeDesign:
@@ -185,9 +206,13 @@ def biases(key: bytes, length: int, cutoff: float) -> F64:
 
 
 def recipient_seeds(key: bytes, recipients: npt.ArrayLike) -> npt.NDArray[np.uint64]:
-    """Each recipient's secret 64-bit seed: HMAC(release key, "recipient:<index>")."""
+    """Each recipient's secret 64-bit seed: HMAC(release key, "recipient:<index>").
+
+    The same seeds as `carrier.seed`, through the one-shot `hmac.digest` (C, no objects).
+    """
     ids = np.asarray(recipients, dtype=np.int64).ravel()
-    return np.array([carrier.seed(key, f"recipient:{int(j)}") for j in ids], dtype=np.uint64)
+    digests = b"".join(hmac.digest(key, b"recipient:%d" % j, "sha256")[:8] for j in ids.tolist())
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
 def codewords(
@@ -215,14 +240,34 @@ def scores(
     symbols: F64,
     batch: int = 512,
 ) -> F64:
-    """Symmetric Tardos score S_j = Σ y_i (x_ji - p_i)/√(p_i(1-p_i)) of each recipient."""
+    """Symmetric Tardos score S_j = Σ y_i (x_ji - p_i)/√(p_i(1-p_i)) of each recipient.
+
+    Codewords are regenerated `batch` at a time into buffers reused across batches (the same
+    bits as `codewords`); a small batch keeps them in cache.
+    """
     ids = np.asarray(recipients, dtype=np.int64).ravel()
+    length = limits.size
     p = limits.astype(np.float64) / RESOLUTION
     sd = np.sqrt(p * (1 - p))
     weight = (symbols / sd).astype(np.float32)
     offset = float(np.sum(symbols * p / sd))
     out = np.empty(ids.size, dtype=np.float64)
-    for start in range(0, ids.size, batch):
-        bits = codewords(key, ids[start : start + batch], limits)
-        out[start : start + batch] = bits.view(np.uint8) @ weight
+    seeds = recipient_seeds(key, ids)
+    n_words = (length + 3) // 4
+    with np.errstate(over="ignore"):
+        counters = np.arange(1, n_words + 1, dtype=np.uint64) * carrier.GOLDEN
+    rows = max(1, min(batch, ids.size))
+    words = np.empty((rows, n_words), dtype=np.uint64)
+    bits = np.empty((rows, length), dtype=np.bool_)
+    values = np.empty((rows, length), dtype=np.float32)
+    for start in range(0, ids.size, rows):
+        k = min(rows, ids.size - start)
+        z = words[:k]
+        with np.errstate(over="ignore"):
+            np.add(counters[None, :], seeds[start : start + k, None], out=z)
+        carrier.mix(z)
+        uniforms = z.view("<u2")[:, :length]
+        np.less(uniforms, limits[None, :], out=bits[:k])
+        np.copyto(values[:k], bits[:k])
+        out[start : start + k] = values[:k] @ weight
     return out - offset
