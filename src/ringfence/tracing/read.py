@@ -78,40 +78,58 @@ def coefficients(dtype: str, raw: U8, index: npt.NDArray[np.int64]) -> F32:
 
 
 def tensor_evidence(
-    dtype: str, original: U8, suspect: F32, tensor_seed: int, code_length: int
+    dtype: str,
+    original: U8,
+    suspect: F32,
+    tensor_seed: int,
+    code_length: int,
+    values: F32 | None = None,
 ) -> SymbolEvidence:
-    """The matched-filter sums over one carrier tensor (original raw bytes, aligned suspect)."""
+    """The matched-filter sums over one carrier tensor (original raw bytes, aligned suspect).
+
+    `values` is the original decoded (`decode(dtype, original)`), when the caller has it.
+    """
     size, per_unit = unit_bytes(dtype)
     numel = original.size // size * per_unit
     flat = np.asarray(suspect, dtype=np.float32).reshape(-1)
     if flat.size != numel:
         raise ValueError(f"suspect tensor has {flat.size} elements, the original {numel}")
+    decoded = None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
     out = SymbolEvidence.empty(code_length)
     step = SLICE - SLICE % max(per_unit, carrier.BLOCK)
     for first in range(0, numel, step):
         count = min(step, numel - first)
         raw = original[first // per_unit * size : (first + count) // per_unit * size]
-        values = decode(dtype, raw)
         part = flat[first : first + count]
-        residual = part - values
+        if decoded is None:
+            residual = part - decode(dtype, raw)
+        else:
+            residual = part - decoded[first : first + count]
         finite = np.isfinite(residual)
-        if not finite.any():
+        all_finite = bool(finite.all())
+        if not all_finite and not finite.any():
             continue
         index, positive, symbol = carrier.carrier_positions(tensor_seed, first, count, code_length)
         index = index - first
-        changed = np.zeros(count, dtype=bool)
-        changed[index] = True
-        quiet = finite & ~changed
-        sigma2 = float(np.mean(residual[quiet].astype(np.float64) ** 2)) if quiet.any() else 0.0
-        keep = finite[index]
-        index, positive, symbol = index[keep], positive[keep], symbol[keep]
-        coef = coefficients(dtype, raw, index).astype(np.float64)
+        d = residual[index]
+        if all_finite:
+            # σ² over the unchanged elements: the residual with the changed ones zeroed
+            residual[index] = 0
+            quiet_count = count - index.size
+            sigma2 = float(np.dot(residual, residual)) / quiet_count if quiet_count else 0.0
+        else:
+            changed = np.zeros(count, dtype=bool)
+            changed[index] = True
+            quiet = finite & ~changed
+            sigma2 = float(np.mean(residual[quiet].astype(np.float64) ** 2)) if quiet.any() else 0.0
+            keep = finite[index]
+            index, positive, symbol, d = index[keep], positive[keep], symbol[keep], d[keep]
+        coef = coefficients(dtype, raw, index)
         coef = np.where(positive, coef, -coef)
-        d = residual[index].astype(np.float64)
         c2 = coef * coef
         out.num += np.bincount(symbol, weights=d * coef, minlength=code_length)
         out.den += np.bincount(symbol, weights=c2, minlength=code_length)
-        out.noise += np.bincount(symbol, weights=c2 * sigma2, minlength=code_length)
+        out.noise += np.bincount(symbol, weights=c2 * np.float32(sigma2), minlength=code_length)
         out.weights_read += int(index.size)
     return out
 

@@ -9,9 +9,11 @@ access (grants and licence acceptances for the evidence) and the audit log.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ Progress = Callable[[str], None]
 #: a release is recognised when its aligned weights correlate at least this well
 MIN_RELEASE_CORRELATION = 0.5
 _LAYER = re.compile(r"\.(\d+)\.")
+#: tensors read at once (one per core; each holds a few float32 copies of one matrix)
+READ_WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -381,29 +385,43 @@ def read_symbols(
     total = SymbolEvidence.empty(length)
     groups: dict[str, SymbolEvidence] = {}
     tensor_steps: list[str] = []
-    read = 0
-    for name, (artifact, plan, tensor) in carriers.items():
-        other = mapping.get(name)
-        if other is None:
-            continue
-        if progress is not None:
-            progress(name)
+
+    def read_one(name: str) -> tuple[list[str], SymbolEvidence | None]:
+        artifact, plan, tensor = carriers[name]
+        other = mapping[name]
+        said: list[str] = []
         raw = _original_raw(services, artifact, tensor)
         original = decode(tensor.dtype, raw).reshape(shapes[name])
         theirs, rotary = _load_suspect(suspect, other)
         if rotary:
-            tensor_steps.append(rotary)
+            said.append(rotary)
         dtype = suspect.entries[other].info.dtype
         if dtype != tensor.dtype:
-            tensor_steps.append(f"dtype {dtype} read against the release's {tensor.dtype}")
+            said.append(f"dtype {dtype} read against the release's {tensor.dtype}")
         aligned = align_matrix(original, theirs)
-        tensor_steps.extend(aligned.steps)
+        del theirs
+        said.extend(aligned.steps)
         if aligned.correlation < MIN_RELEASE_CORRELATION:
-            continue
-        ev = tensor_evidence(tensor.dtype, raw, aligned.values, tensor.seed, plan.code_length)
-        total.add(ev)
-        groups.setdefault(_group(name), SymbolEvidence.empty(length)).add(ev)
-        read += 1
+            return said, None
+        ev = tensor_evidence(
+            tensor.dtype, raw, aligned.values, tensor.seed, plan.code_length, values=original
+        )
+        return said, ev
+
+    present = [name for name in carriers if name in mapping]
+    read = 0
+    # numpy releases the GIL in its array loops: tensors are read on every core, and summed
+    # in the carriers' order so that the evidence does not depend on the scheduling
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        for name, (said, ev) in zip(present, pool.map(read_one, present), strict=True):
+            if progress is not None:
+                progress(name)
+            tensor_steps.extend(said)
+            if ev is None:
+                continue
+            total.add(ev)
+            groups.setdefault(_group(name), SymbolEvidence.empty(length)).add(ev)
+            read += 1
     steps.extend(_collapse(tensor_steps))
     if read < len(carriers):
         steps.append(f"subset: {read} of {len(carriers)} fingerprinted tensors present and read")

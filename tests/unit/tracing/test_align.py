@@ -74,3 +74,12 @@ def test_llama_cpp_and_wrapped_names() -> None:
     )
     found = map_names({"model.embed_tokens.weight": (8, 4)}, {"token_embd.weight": (8, 4)})
     assert found == {"model.embed_tokens.weight": "token_embd.weight"}
+
+
+def test_mild_rescaling_of_a_near_copy_is_still_undone() -> None:
+    w = _matrix(5, 256, 128)
+    rng = np.random.default_rng(6)
+    r = rng.uniform(0.85, 1.15, 256).astype(np.float32)
+    out = align_matrix(w, w * r[:, None])
+    assert any("rescaling" in step for step in out.steps)
+    np.testing.assert_allclose(out.values, w, rtol=0, atol=1e-6)
