@@ -1,12 +1,23 @@
 """Tracing: speed against 10^5 and 10^6 recipients, and the robustness table on real SmolLM2.
 
+Each trial issues fresh recipients their copies (the bytes they would download, built in
+memory), attacks them, writes the leak to disk in the attack's format and traces it against
+the recipients issued so far plus 1,000 simulated ones. Trials run on worker processes, each
+with its own lab (own release key), round-robin over attacks.
+
 Environment: TRACE_BENCH_TRIALS (default 20; fine-tuning attacks use max(3, trials // 7)),
-TRACE_BENCH_ATTACKS (comma-separated names, default all), TRACE_BENCH_PERF=0 to skip timings.
+TRACE_BENCH_ATTACKS (comma-separated names, default all), TRACE_BENCH_PERF=0 to skip timings,
+TRACE_BENCH_WORKERS (processes, default 2), TRACE_BENCH_DEADLINE ("HH:MM" UTC: no trial starts
+after it), TRACE_BENCH_LOG (append each trial as a JSON line), TRACE_BENCH_FROM_LOG (build the
+table from such a log instead of running the trials).
 """
 
 from __future__ import annotations
 
+import calendar
+import json
 import os
+import re
 import resource
 import shutil
 import sys
@@ -78,8 +89,8 @@ def _trace(svc: Any, path: Path) -> Any:
 Attack = Callable[[list[F.Tensors], np.random.Generator, Path], Path]
 
 
-def attacks(cfg: dict[str, int], hf: Path) -> dict[str, tuple[int, Attack]]:
-    """name -> (colluders, attack writing the leaked file)."""
+def attacks(cfg: dict[str, int], hf: Path, original: F.Tensors) -> dict[str, tuple[int, Attack]]:
+    """name -> (colluders, attack writing the leaked file); `original` is the release, decoded."""
     from bench.attacks import finetune
 
     def st(
@@ -117,15 +128,17 @@ def attacks(cfg: dict[str, int], hf: Path) -> dict[str, tuple[int, Attack]]:
             1,
             st(lambda c, r: finetune.full_finetune(hf, c[0], seed=int(r.integers(1 << 30)))),
         ),
-        "LoRA fine-tune merged": (
+        "LoRA fine-tune merged (100 AdamW steps)": (
             1,
             st(lambda c, r: finetune.lora_finetune(hf, c[0], seed=int(r.integers(1 << 30)))),
         ),
+        # the other model: a fine-tune (100 AdamW steps) of the unfingerprinted release, i.e.
+        # someone's model outside the recipients, so only the leaker's fingerprint is in it
         "50/50 merge with another fine-tune": (
             1,
             st(
                 lambda c, r: T.merge(
-                    c[0], finetune.full_finetune(hf, c[1], seed=int(r.integers(1 << 30)))
+                    c[0], finetune.full_finetune(hf, original, seed=int(r.integers(1 << 30)))
                 )
             ),
         ),
@@ -143,52 +156,225 @@ def attacks(cfg: dict[str, int], hf: Path) -> dict[str, tuple[int, Attack]]:
 FINETUNES = ("full fine-tune", "LoRA", "50/50 merge")
 
 
-def robustness(trials: int, only: set[str] | None = None) -> list[dict[str, Any]]:
-    """Rows of the robustness table (attack, trials, identified, innocents accused, weakest)."""
-    from ringfence.demo import demo_hf_dir
+def trials_of(name: str, trials: int) -> int:
+    """Trials an attack gets: fine-tuning attacks (minutes each on CPU) max(3, trials // 7)."""
+    return max(3, trials // 7) if name.startswith(FINETUNES) else trials
 
+
+# --- one trial, in a worker process with its own lab -------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(parent: str, threads: int) -> None:
+    """Publish the demo model into a lab of this process's own, and decode the release once."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch is imported later, by fine-tunes
+    from ringfence.catalogue import services as catalogue
+    from ringfence.db import transaction
+    from ringfence.demo import demo_hf_dir
+    from ringfence.fingerprint import services as fingerprint
+
+    root = Path(parent) / f"worker-{os.getpid()}"
+    root.mkdir()
+    svc = _lab(root, 1000)
     hf = demo_hf_dir()
-    cfg = F.config(hf)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="trace-bench-") as tmp:
-        root = Path(tmp)
-        svc = _lab(root, 1000)
-        serial = 0
-        for name, (colluders, attack) in attacks(cfg, hf).items():
-            if only and name not in only:
+    original = F.load_dir(hf)
+    with transaction(svc.sessions) as s:
+        release = catalogue.get_release(s, REF)
+        key = fingerprint.release_key(svc.secrets, release)
+        params = fingerprint.release_params(release)
+        carriers = set()
+        for artifact in release.artifacts:
+            plan = fingerprint.artifact_plan(key, artifact, params)
+            if plan is not None:
+                carriers |= {t.name for t in plan.tensors}
+    _WORKER.update(
+        root=root,
+        svc=svc,
+        original=original,
+        carriers=carriers,
+        attacks=attacks(F.config(hf), hf, original),
+    )
+
+
+def _copy_in_memory(email: str) -> F.Tensors:
+    """The tensors of `email`'s copy, from the bytes she would download (never written to
+    disk); tensors that carry no fingerprint are the decoded original's, shared."""
+    from ringfence.catalogue import services as catalogue
+    from ringfence.db import transaction
+    from ringfence.fingerprint import services as fingerprint
+    from ringfence.formats.safetensors import bf16_to_f32
+
+    svc, original, carriers = _WORKER["svc"], _WORKER["original"], _WORKER["carriers"]
+    out = dict(original)
+    with transaction(svc.sessions) as s:
+        release = catalogue.get_release(s, REF)
+        recipient = fingerprint.register_recipient(s, release, email, actor="bench")
+        for artifact in release.artifacts:
+            index = fingerprint.artifact_index(artifact)
+            if index is None:
                 continue
-            n = max(3, trials // 7) if name.startswith(FINETUNES) else trials
-            identified = innocents = 0
-            weakest = float("inf")
-            started = time.perf_counter()
-            for t in range(n):
-                rng = np.random.default_rng(1000 * t + len(name))
-                emails = [f"t{serial}-{i}@bench.invalid" for i in range(max(colluders, 2))]
-                serial += 1
-                copies = _copies(svc, root, emails)
-                leak_dir = root / "leak"
-                leak_dir.mkdir(exist_ok=True)
-                result = _trace(svc, attack(copies, rng, leak_dir))
-                shutil.rmtree(leak_dir)
-                guilty = set(emails[:colluders])
-                named = {a.recipient for a in result.accused}
-                innocents += len(named - guilty)
-                identified += bool(named & guilty)
-                zs = [a.z for a in result.accused if a.recipient in guilty and a.z is not None]
-                best = max(zs) if zs else (result.candidates[0]["z"] if result.candidates else 0.0)
-                weakest = min(weakest, best)
-                print(f"{name} #{t}: accused {sorted(named)} z {best:.1f}", file=sys.stderr)
-            rows.append(
-                {
-                    "attack": name,
-                    "trials": n,
-                    "identified": identified,
-                    "innocents accused": innocents,
-                    "weakest best-colluder z": round(weakest, 1),
-                    "seconds per trial": round((time.perf_counter() - started) / n, 1),
-                }
-            )
+            data = np.empty(artifact.size, dtype=np.uint8)
+            pos = 0
+            for chunk in fingerprint.artifact_bytes(
+                svc.blobs, svc.secrets, release, artifact, recipient.index
+            ):
+                data[pos : pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+                pos += len(chunk)
+            for t in index.tensors:
+                if t.name not in carriers:
+                    continue
+                raw = data[t.begin : t.end]
+                if t.dtype == "BF16":
+                    values = bf16_to_f32(raw.view("<u2"))
+                else:
+                    values = raw.view({"F16": "<f2", "F32": "<f4"}[t.dtype]).astype(np.float32)
+                out[t.name] = np.asarray(values, dtype=np.float32).reshape(t.shape)
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def run_trial(task: tuple[str, int]) -> dict[str, Any]:
+    """One trial of one attack: fresh recipients' copies, the leak written to disk, traced."""
+    name, t = task
+    colluders, attack = _WORKER["attacks"][name]
+    started = time.perf_counter()
+    emails = [f"{_slug(name)}-{t}-{i}@bench.invalid" for i in range(colluders)]
+    rng = np.random.default_rng(1000 * t + len(name))
+    copies = [_copy_in_memory(e) for e in emails]
+    leak_dir = _WORKER["root"] / "leak"
+    leak_dir.mkdir(exist_ok=True)
+    try:
+        leaked = attack(copies, rng, leak_dir)
+        del copies
+        result = _trace(_WORKER["svc"], leaked)
+    finally:
+        shutil.rmtree(leak_dir, ignore_errors=True)
+    guilty = set(emails)
+    named = {a.recipient for a in result.accused}
+    zs = [a.z for a in result.accused if a.recipient in guilty and a.z is not None]
+    best = max(zs) if zs else (result.candidates[0]["z"] if result.candidates else 0.0)
+    return {
+        "attack": name,
+        "trial": t,
+        "colluders": colluders,
+        "identified": bool(named & guilty),
+        "colluders accused": len(named & guilty),
+        "innocents accused": len(named - guilty),
+        "best z": float(best),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# --- the suite -----------------------------------------------------------------------------
+
+
+def _deadline(text: str) -> float | None:
+    """TRACE_BENCH_DEADLINE: "HH:MM" (UTC, today) or seconds since the epoch."""
+    if not text:
+        return None
+    if ":" in text:
+        hours, minutes = (int(x) for x in text.split(":"))
+        now = time.gmtime()
+        return float(calendar.timegm((*now[:3], hours, minutes, 0)))
+    return float(text)
+
+
+def run_trials(
+    tasks: list[tuple[str, int]], workers: int, deadline: float | None, log: Path | None
+) -> list[dict[str, Any]]:
+    """Run trials on `workers` processes, round-robin over attacks; none starts after
+    `deadline`, so a cut-short suite still has every attack at (nearly) the same count."""
+    import importlib
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    # the workers import this module by its package name (bench/run.py loads it from a path)
+    here = importlib.import_module("bench.trace_bench")
+    results: list[dict[str, Any]] = []
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with tempfile.TemporaryDirectory(prefix="trace-bench-") as tmp:
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=here._worker_start,
+            initargs=(tmp, threads),
+        )
+        with pool:
+            queue = iter(tasks)
+            pending: set[Future[dict[str, Any]]] = set()
+
+            def submit() -> None:
+                if deadline is not None and time.time() >= deadline:
+                    return
+                task = next(queue, None)
+                if task is not None:
+                    pending.add(pool.submit(here.run_trial, task))
+
+            for _ in range(workers):
+                submit()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    row = future.result()
+                    results.append(row)
+                    if log is not None:
+                        with log.open("a") as fh:
+                            fh.write(json.dumps(row) + "\n")
+                    print(
+                        f"{row['attack']} #{row['trial']}: identified {row['identified']}, "
+                        f"innocents {row['innocents accused']}, z {row['best z']:.1f}, "
+                        f"{row['seconds']:.0f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    submit()
+    return results
+
+
+def table(names: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the robustness table (attack, trials, identified, innocents accused, weakest)."""
+    rows = []
+    for name in names:
+        mine = [r for r in results if r["attack"] == name]
+        if not mine:
+            continue
+        rows.append(
+            {
+                "attack": name,
+                "trials": len(mine),
+                "identified": sum(bool(r["identified"]) for r in mine),
+                "innocents accused": sum(int(r["innocents accused"]) for r in mine),
+                "colluders accused (mean)": round(
+                    float(np.mean([r["colluders accused"] for r in mine])), 2
+                ),
+                "weakest best-colluder z": round(min(r["best z"] for r in mine), 1),
+                "seconds per trial": round(float(np.mean([r["seconds"] for r in mine])), 1),
+            }
+        )
     return rows
+
+
+def robustness(
+    trials: int,
+    only: set[str] | None = None,
+    *,
+    workers: int = 2,
+    deadline: float | None = None,
+    log: Path | None = None,
+    from_log: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The robustness table: run the trials (or read a log of them, `from_log`)."""
+    names = [n for n in attacks({}, Path(), {}) if not only or n in only]
+    if from_log is not None:
+        results = [json.loads(line) for line in from_log.read_text().splitlines() if line]
+        return table(names, results)
+    rounds = max(trials_of(n, trials) for n in names)
+    tasks = [(n, t) for t in range(rounds) for n in names if t < trials_of(n, trials)]
+    return table(names, run_trials(tasks, workers, deadline, log))
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
@@ -267,11 +453,27 @@ def run() -> list[dict[str, Any]]:
     """Rows for bench/run.py."""
     trials = int(os.environ.get("TRACE_BENCH_TRIALS", "20"))
     only = {s.strip() for s in os.environ.get("TRACE_BENCH_ATTACKS", "").split(",") if s.strip()}
+    log = os.environ.get("TRACE_BENCH_LOG")
+    from_log = os.environ.get("TRACE_BENCH_FROM_LOG")
     rows: list[dict[str, Any]] = []
     if os.environ.get("TRACE_BENCH_PERF", "1") != "0":
         rows += performance()
-    table = robustness(trials, only or None)
-    rows.append({"section": SECTION, "name": "robustness", "table": _markdown(table)})
+    found = robustness(
+        trials,
+        only or None,
+        workers=int(os.environ.get("TRACE_BENCH_WORKERS", "2")),
+        deadline=_deadline(os.environ.get("TRACE_BENCH_DEADLINE", "")),
+        log=Path(log) if log else None,
+        from_log=Path(from_log) if from_log else None,
+    )
+    counts = sorted({r["trials"] for r in found})
+    rows.append(
+        {
+            "section": SECTION,
+            "name": f"robustness (trials per attack: {', '.join(map(str, counts))})",
+            "table": _markdown(found),
+        }
+    )
     return rows
 
 
