@@ -120,6 +120,8 @@ def render() -> str:
                 if r.get("name"):
                     lines += [f"**{r['name']}**", ""]
                 lines += [r["table"].rstrip(), ""]
+                if r.get("note"):
+                    lines += [r["note"], ""]
     return "\n".join(lines) + "\n"
 
 

@@ -72,7 +72,8 @@ def test_make_writes_the_recipients_copy_and_detect_finds_her(
     measured = cli("fingerprint", "quality", "smollm2@1.0", "--tokens", "256", "--json")
     assert measured.code == 0, measured.err
     variants = {r["variant"]: r for r in measured.json()}
-    assert set(variants) == {"original", "fingerprinted", "bf16 cast", "fp16 cast"}
+    assert set(variants) == {"original", "fingerprinted", "bf16 cast"}
+    assert len(variants["fingerprinted"]["samples_delta"]) == 3
     assert variants["original"]["tokens"] == 256
     assert abs(variants["fingerprinted"]["delta"]) < 0.5
 

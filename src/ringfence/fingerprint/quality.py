@@ -46,6 +46,8 @@ class QualityRow:
     perplexity: float
     delta: float
     tokens: int
+    #: the change of each sample (recipients, or rounding draws) behind a mean
+    samples_delta: tuple[float, ...] = ()
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class QualityRow:
             "perplexity": round(self.perplexity, 4),
             "delta": round(self.delta, 4),
             "tokens": self.tokens,
+            "samples_delta": [round(d, 4) for d in self.samples_delta],
         }
 
 
@@ -86,8 +89,13 @@ def _bf16_noise(values: np.ndarray, seed: int) -> np.ndarray:
     return np.where(exponent > 0, values + noise * ulp, values).astype(np.float32)
 
 
-def compare(hf_dir: Path, key: bytes, tokens: int = 20480) -> list[QualityRow]:
-    """Perplexity of a Hugging Face-layout model and its variants on the held-out text."""
+def compare(hf_dir: Path, key: bytes, tokens: int = 20480, samples: int = 3) -> list[QualityRow]:
+    """Perplexity of a Hugging Face-layout model and its variants on the held-out text.
+
+    A perplexity change of a few hundredths is within what one random perturbation swings, so
+    the fingerprinted copy is measured for `samples` recipients and the bf16 cast for
+    `samples` rounding draws: each row is the mean, and the spread is in `samples_delta`.
+    """
     import torch
     from safetensors.torch import load
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -99,34 +107,42 @@ def compare(hf_dir: Path, key: bytes, tokens: int = 20480) -> list[QualityRow]:
     ids = tokenizer(heldout_text(), return_tensors="pt")["input_ids"][0][:tokens]
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     model.train(False)  # inference mode (dropout off)
-    original = {k: v.float() for k, v in load(weights.read_bytes()).items()}
+    raw = load(weights.read_bytes())
+    original = {k: v.float() for k, v in raw.items()}
+    all_bf16 = all(t.dtype == torch.bfloat16 for t in raw.values())
     plan = build_plan(read_index(weights), key)
     limits = code.thresholds(key, plan.code_length, code.CodeParams().cutoff)
-    bits = code.codeword(key, PROBE_RECIPIENT, limits)
-    marked = load(b"".join(fingerprinted_bytes(weights, plan, bits)))
-    all_bf16 = all(t.dtype == torch.bfloat16 for t in load(weights.read_bytes()).values())
 
-    def variant(name: str) -> dict[str, Any]:
-        if name == "original":
-            return original
-        if name == "fingerprinted":
-            return {k: v.float() for k, v in marked.items()}
-        if name == "fp16 cast":
-            return {k: v.half().float() for k, v in original.items()}
-        if all_bf16:  # bf16 cast of an already-bf16 model: its rounding error, reproduced
-            return {
-                k: torch.from_numpy(_bf16_noise(v.numpy(), i)).reshape(v.shape)
-                for i, (k, v) in enumerate(original.items())
-            }
-        return {k: v.bfloat16().float() for k, v in original.items()}
+    def fingerprinted(sample: int) -> dict[str, Any]:
+        bits = code.codeword(key, PROBE_RECIPIENT - sample, limits)
+        marked = load(b"".join(fingerprinted_bytes(weights, plan, bits)))
+        return {k: v.float() for k, v in marked.items()}
 
-    rows: list[QualityRow] = []
-    base = 0.0
-    for name in ("original", "fingerprinted", "bf16 cast", "fp16 cast"):
-        model.load_state_dict(variant(name), strict=False)
-        ppl = perplexity(model, ids)
-        base = ppl if name == "original" else base
-        rows.append(QualityRow(name, ppl, ppl - base, int(ids.numel())))
+    def bf16_cast(sample: int) -> dict[str, Any]:
+        if not all_bf16:
+            return {k: v.bfloat16().float() for k, v in original.items()}
+        # a bf16 cast of an already-bf16 model: its rounding error, reproduced
+        return {
+            k: torch.from_numpy(_bf16_noise(v.numpy(), 1000 * sample + i)).reshape(v.shape)
+            for i, (k, v) in enumerate(original.items())
+        }
+
+    def measure(state: dict[str, Any]) -> float:
+        model.load_state_dict(state, strict=False)
+        return perplexity(model, ids)
+
+    base = measure(original)
+    rows = [QualityRow("original", base, 0.0, int(ids.numel()))]
+    draws = samples if all_bf16 else 1  # a real cast of fp32 weights is deterministic
+    for name, make, count in (
+        ("fingerprinted", fingerprinted, samples),
+        ("bf16 cast", bf16_cast, draws),
+    ):
+        values = [measure(make(i)) for i in range(count)]
+        mean = float(np.mean(values))
+        rows.append(
+            QualityRow(name, mean, mean - base, int(ids.numel()), tuple(v - base for v in values))
+        )
     return rows
 
 
