@@ -13,6 +13,7 @@ from ringfence.access import accounts, grants, requests, tokens
 from ringfence.access.models import Mail, User
 from ringfence.access.web_common import (
     commit_and_deliver,
+    form_error,
     redirect,
     render,
     safe_next,
@@ -59,12 +60,12 @@ def signup(
             base_url=svc.settings.base_url,
         )
     except RingfenceError as exc:
-        session.rollback()
-        return render(
+        return form_error(
             request,
+            session,
             "access/signup.html",
-            {"error": exc.diagnostics(), "email": email[:320], "name": name[:200]},
-            status_code=exc.http_status,
+            lambda: {"email": email[:320], "name": name[:200]},
+            exc,
         )
     commit_and_deliver(request, session)
     return redirect("/login", "signed-up")
@@ -173,12 +174,8 @@ def set_password(
     try:
         accounts.set_password(session, svc.secrets, token, password, ip=client_ip(request))
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/password_set.html",
-            {"token": token, "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/password_set.html", lambda: {"token": token}, exc
         )
     session.commit()
     return redirect("/login", "password-set")
@@ -216,12 +213,8 @@ def create_token(
     try:
         new = tokens.create_token(session, user, scope, name=name, actor=user.email)
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/account.html",
-            {**_account_context(session, user), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/account.html", lambda: _account_context(session, user), exc
         )
     session.commit()
     return render(
@@ -255,12 +248,8 @@ def appeal(
     try:
         requests.appeal(session, user, req, text, ip=client_ip(request))
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/account.html",
-            {**_account_context(session, user), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/account.html", lambda: _account_context(session, user), exc
         )
     session.commit()
     return redirect("/account", "appealed")

@@ -12,6 +12,7 @@ from ringfence.access import accounts, circles, licences, requests
 from ringfence.access.models import CIRCLES, ROLES, User
 from ringfence.access.web_common import (
     commit_and_deliver,
+    form_error,
     redirect,
     render,
     require_page_role,
@@ -148,12 +149,8 @@ def set_circle(
             ip=client_ip(request),
         )
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/circles.html",
-            {**_circles_context(session), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/circles.html", lambda: _circles_context(session), exc
         )
     commit_and_deliver(request, session)
     return redirect("/admin/circles", "circle-set")
@@ -172,12 +169,8 @@ def add_institution(
     try:
         accounts.add_institution(session, name, domains.replace(",", " ").split(), actor=user.email)
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/circles.html",
-            {**_circles_context(session), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/circles.html", lambda: _circles_context(session), exc
         )
     session.commit()
     return redirect("/admin/circles", "saved")
@@ -208,12 +201,8 @@ async def add_nda(
             actor=user.email,
         )
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/circles.html",
-            {**_circles_context(session), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/circles.html", lambda: _circles_context(session), exc
         )
     session.commit()
     return redirect("/admin/circles", "saved")
@@ -278,12 +267,8 @@ def add_licence(
                 user.email,
             )
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/licences.html",
-            {**_licences_context(session), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/licences.html", lambda: _licences_context(session), exc
         )
     session.commit()
     return redirect("/admin/licences", "saved")
@@ -308,12 +293,8 @@ def set_licence(
             base_url=get_services(request).settings.base_url,
         )
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/licences.html",
-            {**_licences_context(session), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/licences.html", lambda: _licences_context(session), exc
         )
     commit_and_deliver(request, session)
     return redirect("/admin/licences", "saved")
@@ -379,12 +360,8 @@ def update_user(
                 actor=user.email,
             )
     except RingfenceError as exc:
-        session.rollback()
-        return render(
-            request,
-            "access/users.html",
-            {**_users_context(session), "error": exc.diagnostics()},
-            status_code=exc.http_status,
+        return form_error(
+            request, session, "access/users.html", lambda: _users_context(session), exc
         )
     commit_and_deliver(request, session)
     return redirect("/admin/users", "saved")

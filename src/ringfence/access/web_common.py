@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -9,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import User
-from ringfence.errors import PermissionDenied
+from ringfence.errors import PermissionDenied, RingfenceError
 from ringfence.web.deps import get_services
 from ringfence.web.security import attach_anon_cookie
 from ringfence.web.templating import templates
@@ -61,6 +62,23 @@ def require_page_role(user: User, *roles: str) -> None:
     """PermissionDenied unless the signed-in user has one of `roles`."""
     if user.role not in roles:
         raise PermissionDenied(f"this page needs the {' or '.join(roles)} role")
+
+
+def form_error(
+    request: Request,
+    session: Session,
+    template: str,
+    context: Callable[[], dict[str, Any]],
+    exc: RingfenceError,
+) -> Response:
+    """Undo the refused decision and show the form again with its one-line error.
+
+    `context` is built after the rollback, so the page shows what is really recorded.
+    """
+    session.rollback()
+    return render(
+        request, template, {**context(), "error": exc.diagnostics()}, status_code=exc.http_status
+    )
 
 
 def commit_and_deliver(request: Request, session: Session) -> None:
