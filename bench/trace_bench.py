@@ -36,6 +36,7 @@ from bench.common import ratio_row
 
 REF = "smollm2@1.0"
 SECTION = "Tracing"
+TITLE = "Tracing: leaked copies of SmolLM2-135M (speed vs recipients and parameters, robustness)"
 
 
 def _lab(root: Path, recipients: int) -> Any:
