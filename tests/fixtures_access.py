@@ -6,11 +6,8 @@ factory-made user; all of them sign in with PASSWORD.
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email import message_from_bytes
@@ -27,6 +24,7 @@ from ringfence.access.models import NDA, Institution, User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Model, Release
 from ringfence.db import utcnow
+from tests.live import free_port
 
 PASSWORD = "correct horse battery"
 
@@ -128,13 +126,6 @@ class Inbox:
         return str(payload.decode())
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[int, Inbox]]:
     """A real SMTP server (aiosmtpd) on a free loopback port, capturing every mail."""
@@ -156,22 +147,3 @@ def smtp_server() -> Iterator[tuple[int, Inbox]]:
         yield port, inbox
     finally:
         controller.stop()
-
-
-@contextmanager
-def live_server(app: Any, port: int) -> Iterator[str]:
-    """Serve `app` with uvicorn on a loopback port in a thread; yields the base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

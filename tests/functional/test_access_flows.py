@@ -19,11 +19,10 @@ from tests.conftest import CliRunner
 from tests.fixtures_access import (
     PASSWORD,
     Inbox,
-    free_port,
-    live_server,
     make_release,
     make_user,
 )
+from tests.live import free_port, serve
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
@@ -248,7 +247,7 @@ def test_client_commands_against_a_live_server(
     """`ringfence request` and `ringfence licence accept` talk to a server with a token."""
     cli("users", "add", "client@uni.example")
     token = cli("tokens", "create", "--user", "client@uni.example", "--json").json()["token"]  # type: ignore[index]
-    with live_server(create_app(smtp_services), free_port()) as url:
+    with serve(create_app(smtp_services), free_port()) as url:
         assert cli("request", "tiny@1.0", "--server", url).code == 3  # no token yet
         monkeypatch.setenv("RINGFENCE_TOKEN", token)
         monkeypatch.setenv("RINGFENCE_URL", url)

@@ -20,11 +20,10 @@ from ringfence.wiring import build
 from tests.fixtures_access import (
     PASSWORD,
     Inbox,
-    free_port,
-    live_server,
     make_release,
     make_user,
 )
+from tests.live import free_port, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -44,7 +43,7 @@ def server(home: Path, smtp_server: tuple[int, Inbox]) -> Iterator[str]:
         make_release(session, circle="research")
         make_user(session, "reviewer@lab.example", role="reviewer")
         make_user(session, "admin@lab.example", role="admin")
-    with live_server(create_app(svc), port) as base:
+    with serve(create_app(svc), port) as base:
         yield base
 
 

@@ -14,7 +14,8 @@ from ringfence.distribution import client as dl
 from ringfence.distribution.tasks import compute_pending
 from ringfence.wiring import Services
 from tests.conftest import CliRunner, write_tiny_model
-from tests.functional.distribution_server import free_port, live_server
+from tests.functional.distribution_server import live_server
+from tests.live import free_port
 from tests.unit.distribution.world import make_world
 
 

@@ -17,7 +17,7 @@ boto3 = pytest.importorskip("boto3")
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    from tests.functional.distribution_server import free_port
+    from tests.live import free_port
 
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
