@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from ringfence.access import circles, grants, licences, requests
-from ringfence.access.models import AccessRequest, Grant, User
+from ringfence.access.models import Grant, User
 from ringfence.access.web_common import commit_and_deliver
 from ringfence.access.web_release import access_state
 from ringfence.catalogue import services as catalogue
@@ -57,22 +57,6 @@ class CircleIn(BaseModel):
 
     circle: str
     reason: str = Field(default="", max_length=500)
-
-
-def request_out(req: AccessRequest) -> dict[str, Any]:
-    """An access request as the API shows it."""
-    return {
-        "id": req.id,
-        "release": req.release.ref,
-        "user": req.user.email,
-        "state": req.state,
-        "reason": req.reason,
-        "appeal": req.appeal,
-        "answers": req.answers,
-        "via": req.via,
-        "created_at": req.created_at.isoformat(timespec="seconds"),
-        "decided_at": req.decided_at.isoformat(timespec="seconds") if req.decided_at else None,
-    }
 
 
 def grant_out(grant: Grant) -> dict[str, Any]:
@@ -153,7 +137,7 @@ def submit_request(
         user_agent=request.headers.get("user-agent"),
         base_url=get_services(request).settings.base_url,
     )
-    out = request_out(req)
+    out = requests.request_record(req)
     commit_and_deliver(request, session)
     return out
 
@@ -163,7 +147,7 @@ def my_requests(
     user: User = Depends(require_user("read")), session: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """My requests, newest first."""
-    return [request_out(r) for r in requests.user_requests(session, user)]
+    return [requests.request_record(r) for r in requests.user_requests(session, user)]
 
 
 @router.post("/requests/{request_id}/appeal")
@@ -178,7 +162,7 @@ def appeal(
     req = requests.appeal(
         session, user, requests.get_request(session, request_id), body.text, ip=client_ip(request)
     )
-    out = request_out(req)
+    out = requests.request_record(req)
     session.commit()
     return out
 
@@ -204,7 +188,7 @@ def review_queue(
     """Requests for reviewers, filtered."""
     chosen = catalogue.get_release(session, release) if release else None
     return [
-        request_out(r)
+        requests.request_record(r)
         for r in requests.review_queue(
             session, state=state or None, release=chosen, search=q, limit=limit, offset=offset
         )

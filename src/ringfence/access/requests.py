@@ -538,3 +538,19 @@ def user_requests(session: Session, user: User) -> list[AccessRequest]:
 def releases_with_requests(session: Session) -> list[Release]:
     """Releases for the queue's filter."""
     return list(session.scalars(select(Release).join(Model).order_by(Model.name, Release.version)))
+
+
+def request_record(req: AccessRequest) -> dict[str, Any]:
+    """An access request as one flat record (the API and the CLI show the same fields)."""
+    return {
+        "id": req.id,
+        "release": req.release.ref,
+        "user": req.user.email,
+        "state": req.state,
+        "reason": req.reason,
+        "appeal": req.appeal,
+        "answers": req.answers,
+        "via": req.via,
+        "created_at": req.created_at.isoformat(timespec="seconds"),
+        "decided_at": req.decided_at.isoformat(timespec="seconds") if req.decided_at else None,
+    }

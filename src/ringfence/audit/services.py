@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
 from ringfence.db import utcnow
+from ringfence.errors import InvalidInput
 
 GENESIS = "0" * 64
 
@@ -132,3 +133,46 @@ def verify(session: Session) -> ChainReport:
         prev_hash = event.hash
         expected_seq += 1
     return ChainReport(count, None, None)
+
+
+#: events on one page of the audit log
+PAGE = 100
+
+
+def query_events(
+    session: Session,
+    *,
+    tag: str = "",
+    actor: str = "",
+    subject: str = "",
+    before: int | None = None,
+    limit: int = PAGE,
+) -> list[AuditEvent]:
+    """The newest events first; `tag` matches a whole tag or an `area[:subject]` prefix."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit: give 1 to 1000")
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
+    if tag.strip():
+        t = tag.strip()
+        query = query.where((AuditEvent.tag == t) | AuditEvent.tag.startswith(t.rstrip(":") + ":"))
+    if actor.strip():
+        query = query.where(AuditEvent.actor == actor.strip().lower())
+    if subject.strip():
+        query = query.where(AuditEvent.subject.contains(subject.strip()))
+    if before is not None:
+        query = query.where(AuditEvent.seq < before)
+    return list(session.scalars(query))
+
+
+def event_row(event: AuditEvent) -> dict[str, Any]:
+    """An event as one flat record."""
+    return {
+        "seq": event.seq,
+        "at": event.created_at.isoformat(timespec="seconds"),
+        "tag": event.tag,
+        "actor": event.actor,
+        "subject": event.subject,
+        "ip": event.ip,
+        "payload": event.payload,
+        "hash": event.hash,
+    }

@@ -14,7 +14,7 @@ import typer
 
 from ringfence.access import accounts, circles, grants, licences, requests, tokens
 from ringfence.access.client import ApiClient
-from ringfence.access.models import NDA, AccessRequest, Grant, User
+from ringfence.access.models import NDA, Grant, User
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
@@ -62,20 +62,6 @@ def grant_row(grant: Grant) -> dict[str, Any]:
         "via": grant.via,
         "expires_at": grant.expires_at.isoformat(timespec="seconds"),
         "revoked_reason": grant.revoked_reason,
-    }
-
-
-def request_row(req: AccessRequest) -> dict[str, Any]:
-    """An access request as one flat record."""
-    return {
-        "id": req.id,
-        "release": req.release.ref,
-        "user": req.user.email,
-        "state": req.state,
-        "reason": req.reason,
-        "appeal": req.appeal,
-        "answers": req.answers,
-        "created_at": req.created_at.isoformat(timespec="seconds"),
     }
 
 
@@ -403,7 +389,7 @@ def grants_requests(
     """Access requests in the review queue."""
     with transaction(services().sessions) as session:
         rows = [
-            request_row(r)
+            requests.request_record(r)
             for r in requests.review_queue(
                 session,
                 state=state or None,

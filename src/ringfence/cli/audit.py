@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ringfence.audit import services as audit
-from ringfence.audit.views import event_row, query_events
+from ringfence.audit.services import event_row, query_events
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
 from ringfence.db import transaction

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ringfence.audit.services import record
+from ringfence.audit.services import event_row, query_events, record
 from ringfence.audit.tags import EventTag
-from ringfence.audit.views import event_row, query_events
 from ringfence.db import transaction
 from ringfence.errors import InvalidInput
 from ringfence.wiring import Services
