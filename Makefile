@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo test lint bench chromium demo-model clean
 
 # The environment with every extra (dev tools, eval: torch + transformers).
-$(VENV): pyproject.toml
+$(VENV): pyproject.toml src/ringfence/fingerprint/_kernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,eval]'

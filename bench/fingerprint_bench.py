@@ -46,6 +46,7 @@ def _kernel_vs_memcpy() -> list[dict[str, Any]]:
     dst[:] = 0  # touch the pages before timing
     limits = code.thresholds(KEY, code.CodeParams().design.length, code.CodeParams().cutoff)
     bits = code.codeword(KEY, 12345, limits)
+    d = code.CodeParams().density_log2  # new releases' density
     chunk = 8 << 20  # 16 MB of bf16
 
     def memcpy() -> None:
@@ -56,12 +57,12 @@ def _kernel_vs_memcpy() -> list[dict[str, Any]]:
 
     def kernel() -> None:
         for i in range(0, n, SLICE):
-            embed_float(src[i : i + SLICE], "BF16", i, 0x5EED, bits, dst[i : i + SLICE], work)
+            embed_float(src[i : i + SLICE], "BF16", i, 0x5EED, bits, dst[i : i + SLICE], d, work)
 
     def reference() -> None:
         for i in range(0, n, SLICE):
             embed_float_reference(
-                src[i : i + SLICE], "BF16", i, 0x5EED, bits, dst[i : i + SLICE], work
+                src[i : i + SLICE], "BF16", i, 0x5EED, bits, dst[i : i + SLICE], d, work
             )
 
     base = best_of(memcpy, 3)

@@ -50,7 +50,12 @@ def _symbols(original: np.ndarray, p: plan.FingerprintPlan, suspect: dict[str, n
     den = np.zeros(p.code_length)
     for t in p.tensors:
         n, d = detect.symbol_evidence(
-            t.dtype, original[t.begin : t.end], suspect[t.name], t.seed, p.code_length
+            t.dtype,
+            original[t.begin : t.end],
+            suspect[t.name],
+            t.seed,
+            p.code_length,
+            p.density_log2,
         )
         num += n
         den += d

@@ -80,6 +80,8 @@ class Release(Base):
     fingerprint_recipients: Mapped[int] = mapped_column(BigInteger, default=10**6)
     fingerprint_colluders: Mapped[int] = mapped_column(Integer, default=8)
     fingerprint_bound: Mapped[float] = mapped_column(Float, default=1e-9)
+    #: one weight in 2^d carries the code (releases before migration 0006: 1/8)
+    fingerprint_density_log2: Mapped[int] = mapped_column(Integer, default=4)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     model: Mapped[Model] = relationship(back_populates="releases")

@@ -288,6 +288,7 @@ def publish(
         fingerprint_recipients=fingerprint.max_recipients,
         fingerprint_colluders=fingerprint.max_colluders,
         fingerprint_bound=fingerprint.false_accusation,
+        fingerprint_density_log2=fingerprint.density_log2,
         artifacts=artifacts,
     )
     session.add(release)

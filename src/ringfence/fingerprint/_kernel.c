@@ -3,7 +3,8 @@
  *
  * Byte for byte the numpy reference in embed.py (`embed_float_reference`,
  * `embed_q8_0_reference`): the carrier of carrier.py (splitmix64 with Stafford's Mix13,
- * one 64-bit word per 64-element block), one changed element per 8-element group, moved one
+ * one 64-bit word per 64-element block), one changed element per active 8-element group
+ * (every `stride`-th group of a block: stride 1 at density 1/8, 2 at 1/16), moved one
  * format step up or down as carrier sign x code bit says, and the exponent guard that leaves
  * zeros, subnormals, inf/NaN and the largest binade alone. Q8_0 moves the int8 quant by one,
  * clipped to [-127, 127].
@@ -62,8 +63,8 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
 #define DEFINE_FLOAT_KERNEL(NAME, WORD, VEC)                                                   \
     typedef WORD VEC __attribute__((vector_size(8 * sizeof(WORD))));                           \
     static void NAME(const WORD *src, WORD *dst, int64_t first, int64_t count, uint64_t seed,  \
-                     const uint8_t *bits, uint64_t length, WORD step, WORD mask, WORD lowest,  \
-                     WORD highest)                                                             \
+                     const uint8_t *bits, uint64_t length, int stride, WORD step, WORD mask,   \
+                     WORD lowest, WORD highest)                                                \
     {                                                                                          \
         int64_t end = first + count;                                                           \
         int64_t b0 = first / BLOCK, b1 = (end + BLOCK - 1) / BLOCK;                            \
@@ -84,7 +85,9 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
             if (base >= first && base + BLOCK <= end) {                                        \
                 const WORD *s = src + (base - first);                                          \
                 WORD *d = dst + (base - first);                                                \
-                for (int g = 0; g < BLOCK / GROUP; g++) {                                      \
+                if (stride > 1 && dst != src)                                                  \
+                    memcpy(d, s, BLOCK * sizeof(WORD));                                        \
+                for (int g = 0; g < BLOCK / GROUP; g += stride) {                              \
                     VEC v, e;                                                                  \
                     memcpy(&v, s + GROUP * g, sizeof v);                                       \
                     e = v & maskv;                                                             \
@@ -98,7 +101,7 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
             int64_t hi = base + BLOCK < end ? base + BLOCK : end;                              \
             if (dst != src)                                                                    \
                 memcpy(dst + (lo - first), src + (lo - first), (size_t)(hi - lo) * sizeof(WORD)); \
-            for (int g = 0; g < BLOCK / GROUP; g++) {                                          \
+            for (int g = 0; g < BLOCK / GROUP; g += stride) {                                  \
                 int64_t e = base + GROUP * g + ((low >> (3 * g)) & 7u);                        \
                 if (e >= first && e < end)                                                     \
                     STEP_ELEMENT(WORD, dst + (e - first), (down >> g) & 1u);                   \
@@ -110,7 +113,7 @@ DEFINE_FLOAT_KERNEL(embed16, uint16_t, words16)
 DEFINE_FLOAT_KERNEL(embed32, uint32_t, words32)
 
 static void embed_q8_0(const uint8_t *src, uint8_t *dst, int64_t first_block, int64_t n_blocks,
-                       uint64_t seed, const uint8_t *bits, uint64_t length)
+                       uint64_t seed, const uint8_t *bits, uint64_t length, int stride)
 {
     int64_t first = first_block * Q8_0_BLOCK, end = first + n_blocks * Q8_0_BLOCK;
     if (dst != src)
@@ -118,7 +121,7 @@ static void embed_q8_0(const uint8_t *src, uint8_t *dst, int64_t first_block, in
     for (int64_t b = first / BLOCK; b < (end + BLOCK - 1) / BLOCK; b++) {
         uint64_t h = carrier_word(seed, (uint64_t)b);
         uint32_t low = (uint32_t)h, down = down_mask(h, bits, length);
-        for (int g = 0; g < BLOCK / GROUP; g++) {
+        for (int g = 0; g < BLOCK / GROUP; g += stride) {
             int64_t e = b * BLOCK + GROUP * g + ((low >> (3 * g)) & 7u);
             if (e < first || e >= end)
                 continue;
@@ -133,7 +136,7 @@ static void embed_q8_0(const uint8_t *src, uint8_t *dst, int64_t first_block, in
 
 /* run the kernel of `kind` from src to dst (may be the same memory) without the GIL */
 static int run(int kind, const void *src, void *dst, Py_ssize_t nbytes, int64_t first,
-               uint64_t seed, const uint8_t *bits, Py_ssize_t length)
+               uint64_t seed, const uint8_t *bits, Py_ssize_t length, int stride)
 {
     Py_ssize_t unit = kind == KIND_F32 ? 4 : (kind == KIND_Q8_0 ? Q8_0_BYTES : 2);
     if (kind < KIND_BF16 || kind > KIND_Q8_0) {
@@ -148,6 +151,10 @@ static int run(int kind, const void *src, void *dst, Py_ssize_t nbytes, int64_t 
         PyErr_SetString(PyExc_ValueError, "first unit out of range");
         return -1;
     }
+    if (stride != 1 && stride != 2 && stride != 4 && stride != 8) {
+        PyErr_SetString(PyExc_ValueError, "stride must be 1, 2, 4 or 8 (density 1/8 .. 1/64)");
+        return -1;
+    }
     if (length < 1 || (uint64_t)length > UINT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "the codeword needs 1 .. 2^32 - 1 symbols");
         return -1;
@@ -158,17 +165,17 @@ static int run(int kind, const void *src, void *dst, Py_ssize_t nbytes, int64_t 
     Py_BEGIN_ALLOW_THREADS
     switch (kind) {
     case KIND_BF16:
-        embed16(src, dst, first, count, seed, bits, (uint64_t)length, 1, 0x7F80, 0x0080, 0x7E80);
+        embed16(src, dst, first, count, seed, bits, (uint64_t)length, stride, 1, 0x7F80, 0x0080, 0x7E80);
         break;
     case KIND_F16:
-        embed16(src, dst, first, count, seed, bits, (uint64_t)length, 8, 0x7C00, 0x0400, 0x7400);
+        embed16(src, dst, first, count, seed, bits, (uint64_t)length, stride, 8, 0x7C00, 0x0400, 0x7400);
         break;
     case KIND_F32:
-        embed32(src, dst, first, count, seed, bits, (uint64_t)length, 1u << 16, 0x7F800000u,
-                0x00800000u, 0x7E800000u);
+        embed32(src, dst, first, count, seed, bits, (uint64_t)length, stride, 1u << 16,
+                0x7F800000u, 0x00800000u, 0x7E800000u);
         break;
     default:
-        embed_q8_0(src, dst, first, count, seed, bits, (uint64_t)length);
+        embed_q8_0(src, dst, first, count, seed, bits, (uint64_t)length, stride);
     }
     Py_END_ALLOW_THREADS
     return 0;
@@ -181,10 +188,11 @@ static int parse_seed(PyObject *obj, uint64_t *seed)
 }
 
 PyDoc_STRVAR(embed_doc,
-             "embed(kind, src, out, first, seed, bits)\n--\n\n"
+             "embed(kind, src, out, first, seed, bits, stride=1)\n--\n\n"
              "Fingerprint units [first, first + n) of a tensor from `src` into `out` (raw bytes; "
              "they may be the same buffer). kind: 0 BF16, 1 F16, 2 F32, 3 Q8_0 (first in "
-             "blocks); bits: the codeword, one byte (0/1) per symbol.");
+             "blocks); bits: the codeword, one byte (0/1) per symbol; stride: every how many "
+             "groups of a block one is active (1: density 1/8, 2: 1/16).");
 
 static PyObject *embed(PyObject *self, PyObject *args)
 {
@@ -193,13 +201,16 @@ static PyObject *embed(PyObject *self, PyObject *args)
     long long first;
     PyObject *seed_obj;
     uint64_t seed;
-    if (!PyArg_ParseTuple(args, "iy*w*LOy*", &kind, &src, &out, &first, &seed_obj, &bits))
+    int stride = 1;
+    if (!PyArg_ParseTuple(args, "iy*w*LOy*|i", &kind, &src, &out, &first, &seed_obj, &bits,
+                          &stride))
         return NULL;
     int rc = -1;
     if (out.len != src.len)
         PyErr_SetString(PyExc_ValueError, "src and out differ in size");
     else if (parse_seed(seed_obj, &seed))
-        rc = run(kind, src.buf, out.buf, src.len, (int64_t)first, seed, bits.buf, bits.len);
+        rc = run(kind, src.buf, out.buf, src.len, (int64_t)first, seed, bits.buf, bits.len,
+                 stride);
     PyBuffer_Release(&src);
     PyBuffer_Release(&out);
     PyBuffer_Release(&bits);
@@ -209,7 +220,7 @@ static PyObject *embed(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(embed_bytes_doc,
-             "embed_bytes(kind, src, first, seed, bits) -> bytes\n--\n\n"
+             "embed_bytes(kind, src, first, seed, bits, stride=1) -> bytes\n--\n\n"
              "Like embed, into a new bytes object (no further copy for the caller).");
 
 static PyObject *embed_bytes(PyObject *self, PyObject *args)
@@ -219,12 +230,13 @@ static PyObject *embed_bytes(PyObject *self, PyObject *args)
     long long first;
     PyObject *seed_obj, *result = NULL;
     uint64_t seed;
-    if (!PyArg_ParseTuple(args, "iy*LOy*", &kind, &src, &first, &seed_obj, &bits))
+    int stride = 1;
+    if (!PyArg_ParseTuple(args, "iy*LOy*|i", &kind, &src, &first, &seed_obj, &bits, &stride))
         return NULL;
     if (parse_seed(seed_obj, &seed)) {
         result = PyBytes_FromStringAndSize(NULL, src.len);
         if (result != NULL && run(kind, src.buf, PyBytes_AS_STRING(result), src.len,
-                                  (int64_t)first, seed, bits.buf, bits.len)) {
+                                  (int64_t)first, seed, bits.buf, bits.len, stride)) {
             Py_CLEAR(result);
         }
     }

@@ -13,8 +13,12 @@ F16: int
 F32: int
 Q8_0: int
 
-def embed(kind: int, src: Buffer, out: Buffer, first: int, seed: int, bits: Buffer, /) -> None:
+def embed(
+    kind: int, src: Buffer, out: Buffer, first: int, seed: int, bits: Buffer, stride: int = 1, /
+) -> None:
     """Fingerprint units [first, first + n) from `src` into `out` (may be the same buffer)."""
 
-def embed_bytes(kind: int, src: Buffer, first: int, seed: int, bits: Buffer, /) -> bytes:
+def embed_bytes(
+    kind: int, src: Buffer, first: int, seed: int, bits: Buffer, stride: int = 1, /
+) -> bytes:
     """Like `embed`, into a new bytes object."""

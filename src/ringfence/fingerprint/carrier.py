@@ -14,13 +14,17 @@ elements, and each block in 8 groups of `GROUP` (8) elements. Block `b` of a ten
 output `b` of the tensor's stream, one 64-bit word `h`:
 
 - bits 0..23:  for group g, bits 3g..3g+2 pick the one element of the group that is changed
-               (exactly one weight in eight, stratified so no stretch of weights is skipped);
+               (one weight in eight, stratified so no stretch of weights is skipped);
 - bits 24..31: for group g, bit 24+g is that element's carrier sign (+1 when set);
 - bits 32..63: the code symbol the block carries (Lemire's multiply-shift onto [0, m)).
 
+A release's density 2^-d (d = `density_log2`, stored with the release) keeps every
+`stride(d)`-th group of a block active: d = 3 changes a weight in every group (1/8), d = 4
+only in groups 0, 2, 4, 6 (1/16). The word is the same; a sparser density just uses less of it.
+
 Contiguous blocks scattered at random over every carrying tensor spread each symbol over
 thousands of weights in many layers, while the per-element work stays one hash per 64
-elements and one scatter per 8: the kernel copies the bytes and touches an eighth of them.
+elements and one scatter per active group: the kernel copies the bytes and touches 1/2^d.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ U64 = npt.NDArray[np.uint64]
 
 BLOCK = 64
 GROUP = 8
+#: the densities a carrier can have: one changed element in 2^d, d in 3..6
+DENSITIES = range(3, 7)
+#: the density of new releases (1/16: below a bf16 cast's energy, see `fingerprint.embed`)
+DENSITY_LOG2 = 4
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
@@ -76,18 +84,26 @@ def streams(seeds: U64, start: int, count: int) -> U64:
         return mix(z)
 
 
+def stride(density_log2: int) -> int:
+    """Every how many groups of a block one is active at density 2^-density_log2."""
+    if density_log2 not in DENSITIES:
+        raise ValueError(f"density 2^-{density_log2} is not one of 2^-3 .. 2^-6")
+    return 1 << (density_log2 - 3)
+
+
 _SHIFTS = (np.arange(BLOCK // GROUP, dtype=np.uint32) * 3)[None, :]
 _SIGN_SHIFTS = (np.arange(BLOCK // GROUP, dtype=np.uint32) + 24)[None, :]
 _GROUP_BASE = (np.arange(BLOCK // GROUP, dtype=np.int64) * GROUP)[None, :]
 
 
 def carrier_positions(
-    tensor_seed: int, first: int, count: int, code_length: int
+    tensor_seed: int, first: int, count: int, code_length: int, density_log2: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
-    """The changed elements among [first, first + count) of a tensor.
+    """The changed elements among [first, first + count) of a tensor at a density.
 
     Returns (element index, carrier sign is +1, code symbol), ascending by element index.
     """
+    every = stride(density_log2)
     b0 = first // BLOCK
     b1 = -(-(first + count) // BLOCK)
     n = b1 - b0
@@ -103,56 +119,13 @@ def carrier_positions(
     element += bits
     np.right_shift(low, _SIGN_SHIFTS, out=bits)
     bits &= np.uint32(1)
+    if every > 1:
+        element, bits = element[:, ::every], bits[:, ::every]
     positive = bits.astype(bool).ravel()
     symbol = ((words >> np.uint64(32)) * np.uint64(code_length)) >> np.uint64(32)
-    symbols = np.repeat(symbol.astype(np.intp), BLOCK // GROUP)
+    symbols = np.repeat(symbol.astype(np.intp), BLOCK // GROUP // every)
     flat = element.ravel()
     if b0 * BLOCK == first and b1 * BLOCK == first + count:
         return flat, positive, symbols
     keep = (flat >= first) & (flat < first + count)
     return flat[keep], positive[keep], symbols[keep]
-
-
-def _spread_table() -> U64:
-    # sign byte -> a 64-bit mask with all 8 bits of group g set where bit g of the byte is
-    v = np.arange(256, dtype=np.uint64)
-    out = np.zeros(256, dtype=np.uint64)
-    for g in range(BLOCK // GROUP):
-        out |= ((v >> np.uint64(g)) & np.uint64(1)) * np.uint64(0xFF << (GROUP * g))
-    return out
-
-
-def _active_table() -> U64:
-    # 12 bits (4 groups x 3 bits) -> the 32-bit mask of the 4 changed elements they pick
-    v = np.arange(4096, dtype=np.uint64)
-    out = np.zeros(4096, dtype=np.uint64)
-    for g in range(4):
-        offset = ((v >> np.uint64(3 * g)) & np.uint64(GROUP - 1)) + np.uint64(GROUP * g)
-        out |= np.left_shift(np.uint64(1), offset)
-    return out
-
-
-_SPREAD = _spread_table()
-_ACTIVE = _active_table()
-
-
-def carrier_masks(
-    tensor_seed: int, first_block: int, n_blocks: int, code_length: int
-) -> tuple[U64, U64, npt.NDArray[np.intp]]:
-    """The same carrier as `carrier_positions`, as 64-bit masks per block.
-
-    Returns (active, positive, symbol): bit j of `active[b]` is set when element 64b + j is
-    changed, bit j of `positive[b]` when its carrier is +1 (only meaningful where active).
-    """
-    words = stream(tensor_seed, first_block, n_blocks)
-    low = (words & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    active = _ACTIVE[(low & np.uint32(0xFFF)).astype(np.intp)]
-    active |= _ACTIVE[((low >> np.uint32(12)) & np.uint32(0xFFF)).astype(np.intp)] << np.uint64(32)
-    positive = _SPREAD[(low >> np.uint32(24)).astype(np.intp)]
-    symbol = ((words >> np.uint64(32)) * np.uint64(code_length)) >> np.uint64(32)
-    return active, positive, symbol.astype(np.intp)
-
-
-def unpack_bits(words: U64) -> npt.NDArray[np.uint8]:
-    """One uint8 (0/1) per bit, bit j of word b at position 64b + j."""
-    return np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")

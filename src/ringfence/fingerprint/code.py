@@ -53,6 +53,9 @@ class CodeParams:
     max_recipients: int = 10**6
     max_colluders: int = 8
     false_accusation: float = 1e-9
+    #: how densely the code is embedded (one weight in 2^d changed; see `fingerprint.embed`):
+    #: not a property of the code, but fixed with it when a release is published
+    density_log2: int = carrier.DENSITY_LOG2
 
     @property
     def cutoff(self) -> float:

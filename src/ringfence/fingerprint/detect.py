@@ -42,7 +42,7 @@ def decode(dtype: str, raw: U8) -> F32:
     return (blocks[:, 2:].view(np.int8).astype(np.float32) * scale).reshape(-1)
 
 
-def _coefficients(dtype: str, raw: U8, index: npt.NDArray[np.int64]) -> F32:
+def coefficients(dtype: str, raw: U8, index: npt.NDArray[np.int64]) -> F32:
     """|c_k| at the changed elements `index` (relative to the start of `raw`)."""
     if dtype == "Q8_0":
         block = index // Q8_0_BLOCK * Q8_0_BYTES
@@ -63,7 +63,7 @@ def _coefficients(dtype: str, raw: U8, index: npt.NDArray[np.int64]) -> F32:
 
 
 def symbol_evidence(
-    dtype: str, original: U8, suspect: F32, tensor_seed: int, code_length: int
+    dtype: str, original: U8, suspect: F32, tensor_seed: int, code_length: int, density_log2: int
 ) -> tuple[F64, F64]:
     """Per symbol: (Σ d_k c_k, Σ c_k²) over one tensor (original raw bytes, suspect values)."""
     size, per_unit = unit_bytes(dtype)
@@ -76,9 +76,11 @@ def symbol_evidence(
     for first in range(0, numel, step):
         count = min(step, numel - first)
         raw = original[first // per_unit * size : (first + count) // per_unit * size]
-        index, positive, symbol = carrier.carrier_positions(tensor_seed, first, count, code_length)
+        index, positive, symbol = carrier.carrier_positions(
+            tensor_seed, first, count, code_length, density_log2
+        )
         index = index - first
-        coef = _coefficients(dtype, raw, index)
+        coef = coefficients(dtype, raw, index)
         coef = np.where(positive, coef, -coef)
         values = decode(dtype, raw)
         diff = suspect[first : first + count][index].astype(np.float32) - values[index]

@@ -5,8 +5,13 @@ matrix's std is below one bf16 ulp for most weights, so adding it in float and r
 either erases it or turns it into random rounding noise. Instead an active element moves by
 exactly one step of a bf16 mantissa, towards larger or smaller magnitude as carrier × symbol
 says: that is the same relative size (2^-8..2^-7 of |w|) and shape as the error a fp32 → bf16
-cast makes, and at density 1/8 its energy (|w|²·2^-16/8) is of the cast's order
-(|w|²·2^-16/12) while it stays exactly recoverable. F16 and F32 get the same relative step
+cast makes. A cast's error is uniform in ±½ ulp, energy ulp²/12 per weight; a step of one ulp
+on one weight in 2^d has ulp²/2^d. At the first density, 1/8, that is 1.5x a cast's, and
+it showed: held-out perplexity rose by 0.0043 against the cast's 0.0037 (BENCHMARKS.md,
+antithetic pairs). New releases therefore use 1/16 (ulp²/16, 0.75x a cast's energy; +0.002),
+and the tracing reader's inverse-variance weights (`tracing.read`) win back the symbol SNR the
+sparser mark gives up. The density is stored with each release, so older releases keep 1/8
+and their recipients' bytes. F16 and F32 get the same relative step
 (8 and 2^16 units of their raw words: one bf16 ulp of the value), so a bf16 cast of a
 fingerprinted F32 copy keeps its mark. Q8_0 moves the int8 quant by one, the format's own
 step (the quantised domain: re-encoding the block is not needed and the f16 scale is kept).
@@ -42,11 +47,19 @@ class CompiledKernel(Protocol):
     """What `_kernel.c` exports (its stub is `_kernel.pyi`)."""
 
     def embed(
-        self, kind: int, src: Buffer, out: Buffer, first: int, seed: int, bits: Buffer, /
+        self,
+        kind: int,
+        src: Buffer,
+        out: Buffer,
+        first: int,
+        seed: int,
+        bits: Buffer,
+        stride: int = 1,
+        /,
     ) -> None: ...
 
     def embed_bytes(
-        self, kind: int, src: Buffer, first: int, seed: int, bits: Buffer, /
+        self, kind: int, src: Buffer, first: int, seed: int, bits: Buffer, stride: int = 1, /
     ) -> bytes: ...
 
 
@@ -101,20 +114,27 @@ def unit_bytes(dtype: str) -> tuple[int, int]:
 
 
 def directions(
-    tensor_seed: int, first: int, count: int, bits: npt.NDArray[np.bool_]
+    tensor_seed: int, first: int, count: int, bits: npt.NDArray[np.bool_], density_log2: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """The changed elements among [first, first + count): (index from `first`, moves up).
 
     An element moves up (towards larger values, or larger magnitude for floats) when its
     carrier sign and its symbol's code bit agree: carrier × (2x - 1) = +1.
     """
-    element, positive, symbol = carrier.carrier_positions(tensor_seed, first, count, bits.size)
+    element, positive, symbol = carrier.carrier_positions(
+        tensor_seed, first, count, bits.size, density_log2
+    )
     return element - first, positive == bits[symbol]
 
 
+#: the pattern code of a group that is not active at the release's density: nothing moves
+IDLE = 2 * carrier.GROUP
+
+
 def _patterns(kind: FloatKind) -> npt.NDArray[np.unsignedinteger]:
-    # code 2o (+1): element o of the group moves one step up (down); the others stay
-    table = np.zeros((2 * carrier.GROUP, carrier.GROUP), dtype=kind.word)
+    # code 2o (+1): element o of the group moves one step up (down); the others stay;
+    # code IDLE: no element moves
+    table = np.zeros((2 * carrier.GROUP + 1, carrier.GROUP), dtype=kind.word)
     for o in range(carrier.GROUP):
         table[2 * o, o] = kind.step
         table[2 * o + 1, o] = (1 << (8 * kind.itemsize)) - kind.step
@@ -183,15 +203,17 @@ def embed_float(
     tensor_seed: int,
     bits: npt.NDArray[np.bool_],
     out: npt.NDArray[np.unsignedinteger],
+    density_log2: int,
     work: Workspace | None = None,
 ) -> None:
     """Fingerprint float elements [first, first + len(raw)) of a tensor into `out` (raw words)."""
     found = _compiled_args(raw, out, bits)
     if found is None:
-        embed_float_reference(raw, dtype, first, tensor_seed, bits, out, work)
+        embed_float_reference(raw, dtype, first, tensor_seed, bits, out, density_log2, work)
         return
     compiled, codeword = found
-    compiled.embed(KIND_CODES[dtype], raw, out, first, tensor_seed, codeword)
+    every = carrier.stride(density_log2)
+    compiled.embed(KIND_CODES[dtype], raw, out, first, tensor_seed, codeword, every)
 
 
 def embed_float_reference(
@@ -201,9 +223,11 @@ def embed_float_reference(
     tensor_seed: int,
     bits: npt.NDArray[np.bool_],
     out: npt.NDArray[np.unsignedinteger],
+    density_log2: int,
     work: Workspace | None = None,
 ) -> None:
     """`embed_float` in numpy: the definition of the output, and the fallback."""
+    every = carrier.stride(density_log2)
     kind = FLOAT_KINDS[dtype]
     word = kind.word
     count = raw.size
@@ -222,6 +246,9 @@ def embed_float_reference(
     packed |= _DOWNS[down.astype(np.intp)]
     codes = work.codes[: n * carrier.GROUP]
     np.copyto(codes, packed.astype("<u8").view(np.uint8), casting="unsafe")
+    if every > 1:  # only every `every`-th group of a block is active
+        active = np.arange(carrier.BLOCK // carrier.GROUP) % every == 0
+        codes.reshape(n, carrier.BLOCK // carrier.GROUP)[:, ~active] = IDLE
     delta = work.buffer(word, 0)[: n * carrier.BLOCK]
     np.take(PATTERNS[dtype], codes, axis=0, out=delta.reshape(-1, carrier.GROUP))
     lo = first - b0 * carrier.BLOCK
@@ -237,24 +264,35 @@ def embed_float_reference(
 
 
 def embed_q8_0(
-    raw: U8, first_block: int, tensor_seed: int, bits: npt.NDArray[np.bool_], out: U8
+    raw: U8,
+    first_block: int,
+    tensor_seed: int,
+    bits: npt.NDArray[np.bool_],
+    out: U8,
+    density_log2: int,
 ) -> None:
     """Fingerprint whole Q8_0 blocks (34 bytes: f16 scale, 32 int8) starting at `first_block`."""
     found = _compiled_args(raw, out, bits)
     if found is None or raw.size % Q8_0_BYTES:
-        embed_q8_0_reference(raw, first_block, tensor_seed, bits, out)
+        embed_q8_0_reference(raw, first_block, tensor_seed, bits, out, density_log2)
         return
     compiled, codeword = found
-    compiled.embed(KIND_CODES["Q8_0"], raw, out, first_block, tensor_seed, codeword)
+    every = carrier.stride(density_log2)
+    compiled.embed(KIND_CODES["Q8_0"], raw, out, first_block, tensor_seed, codeword, every)
 
 
 def embed_q8_0_reference(
-    raw: U8, first_block: int, tensor_seed: int, bits: npt.NDArray[np.bool_], out: U8
+    raw: U8,
+    first_block: int,
+    tensor_seed: int,
+    bits: npt.NDArray[np.bool_],
+    out: U8,
+    density_log2: int,
 ) -> None:
     """`embed_q8_0` in numpy: the definition of the output, and the fallback."""
     np.copyto(out, raw)
     n = raw.size // Q8_0_BYTES * Q8_0_BLOCK
-    index, up = directions(tensor_seed, first_block * Q8_0_BLOCK, n, bits)
+    index, up = directions(tensor_seed, first_block * Q8_0_BLOCK, n, bits, density_log2)
     offset = index // Q8_0_BLOCK * Q8_0_BYTES + 2 + index % Q8_0_BLOCK
     quants = raw[offset].view(np.int8).astype(np.int16)
     quants += np.where(up, 1, -1).astype(np.int16)
@@ -268,6 +306,7 @@ def fingerprinted_units(
     first_unit: int,
     tensor_seed: int,
     bits: npt.NDArray[np.bool_],
+    density_log2: int,
     work: Workspace | None = None,
 ) -> bytes:
     """Fingerprinted whole units as a new bytes object (the compiled kernel writes it directly)."""
@@ -276,7 +315,10 @@ def fingerprinted_units(
     found = _compiled_args(data, data, bits)
     if found is not None and data.size == units * size:
         compiled, codeword = found
-        return compiled.embed_bytes(KIND_CODES[dtype], data, first_unit, tensor_seed, codeword)
+        every = carrier.stride(density_log2)
+        return compiled.embed_bytes(
+            KIND_CODES[dtype], data, first_unit, tensor_seed, codeword, every
+        )
     # numpy: in slices of the workspace's capacity, so its temporaries stay that size
     work = work or Workspace(units)
     out = np.empty_like(data)
@@ -284,7 +326,9 @@ def fingerprinted_units(
     for s in range(0, units, step):
         n = min(step, units - s)
         part = slice(s * size, (s + n) * size)
-        embed_units(dtype, data[part], first_unit + s, tensor_seed, bits, out[part], work)
+        embed_units(
+            dtype, data[part], first_unit + s, tensor_seed, bits, out[part], density_log2, work
+        )
     return out.tobytes()
 
 
@@ -295,15 +339,18 @@ def embed_units(
     tensor_seed: int,
     bits: npt.NDArray[np.bool_],
     out: U8,
+    density_log2: int,
     work: Workspace | None = None,
 ) -> None:
     """Fingerprint whole units (elements, or Q8_0 blocks) of a tensor's raw bytes into `out`."""
     if dtype == "Q8_0":
-        embed_q8_0(data, first_unit, tensor_seed, bits, out)
+        embed_q8_0(data, first_unit, tensor_seed, bits, out, density_log2)
         return
     kind = FLOAT_KINDS.get(dtype)
     if kind is None:
         unit_bytes(dtype)  # raises UnsupportedFormat
         return
     le = np.dtype(kind.word).newbyteorder("<")
-    embed_float(data.view(le), dtype, first_unit, tensor_seed, bits, out.view(le), work)
+    embed_float(
+        data.view(le), dtype, first_unit, tensor_seed, bits, out.view(le), density_log2, work
+    )

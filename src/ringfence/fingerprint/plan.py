@@ -5,11 +5,11 @@ Only matrices are touched: 2-D tensors (linear layers, embeddings) with at least
 they are few weights with a large effect each. A matrix in a type we cannot mark is refused
 rather than passed through unmarked, since an unmarked copy would be an untraceable one.
 
-Capacity: every code symbol must be spread over at least `MIN_ACTIVE_PER_SYMBOL` changed
-weights (at density 2^-d, that is 2^d times as many carrier weights), so that a symbol still
-reads right after Q4_0 re-quantisation adds noise of ~8.5% of the weights' std
-(FIELD-NOTES): one bf16 ulp is ~0.6% of std, √512 · 0.6/8.5 ≈ 1.6 standard deviations per
-symbol before the code's own redundancy.
+Capacity: every code symbol must be spread over at least `MIN_CARRIER_PER_SYMBOL` (4,096)
+carrier weights, of which one in 2^d changes (256 at the default density 1/16), so that a
+symbol still reads after Q4_0 re-quantisation adds noise of ~8.5% of the weights' std
+(FIELD-NOTES): one bf16 ulp is ~0.6% of std, √256 · 0.6/8.5 ≈ 1.1 standard deviations per
+symbol before the code's own redundancy (the demo model has twice that: 8,177 per symbol).
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ SUPPORTED = {
 }
 MIN_ELEMENTS = 65536
 MIN_SIDE = 16
-MIN_ACTIVE_PER_SYMBOL = 512
-#: one weight in 2^DENSITY_LOG2 is changed (by one step of its format)
-DENSITY_LOG2 = 3
+MIN_CARRIER_PER_SYMBOL = 4096
 
 
 @dataclass(frozen=True)
@@ -89,9 +87,9 @@ def carrier_tensors(index: WeightsIndex) -> list[TensorInfo]:
     return chosen
 
 
-def required_weights(code_length: int, density_log2: int = DENSITY_LOG2) -> int:
+def required_weights(code_length: int) -> int:
     """How many carrier weights a code of this length needs."""
-    return code_length * MIN_ACTIVE_PER_SYMBOL << density_log2
+    return code_length * MIN_CARRIER_PER_SYMBOL
 
 
 def check_capacity(indexes: Sequence[WeightsIndex], params: CodeParams | None = None) -> None:
@@ -130,5 +128,5 @@ def build_plan(
         for t in carrier_tensors(index)
     )
     return FingerprintPlan(
-        code_length=params.design.length, density_log2=DENSITY_LOG2, tensors=tensors
+        code_length=params.design.length, density_log2=params.density_log2, tensors=tensors
     )

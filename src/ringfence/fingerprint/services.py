@@ -24,7 +24,7 @@ from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.errors import InvalidInput, NotFound
-from ringfence.fingerprint import code, detect
+from ringfence.fingerprint import carrier, code, detect
 from ringfence.fingerprint.code import CodeParams
 from ringfence.fingerprint.models import Recipient
 from ringfence.fingerprint.plan import FingerprintPlan, build_plan
@@ -40,19 +40,29 @@ WEIGHT_FORMATS = ("safetensors", "gguf")
 
 
 @functools.lru_cache(maxsize=64)
-def code_params(max_recipients: int, max_colluders: int, false_accusation: float) -> CodeParams:
+def code_params(
+    max_recipients: int,
+    max_colluders: int,
+    false_accusation: float,
+    density_log2: int = carrier.DENSITY_LOG2,
+) -> CodeParams:
     """Shared parameter objects, so each code's design is computed once per process."""
     if max_recipients < 2 or max_colluders < 1 or not 0 < false_accusation < 1:
         raise InvalidInput(
             "fingerprint parameters: need at least 2 recipients, 1 colluder and a bound in (0, 1)"
         )
-    return CodeParams(max_recipients, max_colluders, false_accusation)
+    if density_log2 not in carrier.DENSITIES:
+        raise InvalidInput(f"fingerprint density 2^-{density_log2} is not one of 2^-3 .. 2^-6")
+    return CodeParams(max_recipients, max_colluders, false_accusation, density_log2)
 
 
 def release_params(release: Release) -> CodeParams:
     """What the release's code withstands, as fixed when it was published."""
     return code_params(
-        release.fingerprint_recipients, release.fingerprint_colluders, release.fingerprint_bound
+        release.fingerprint_recipients,
+        release.fingerprint_colluders,
+        release.fingerprint_bound,
+        release.fingerprint_density_log2,
     )
 
 
@@ -289,7 +299,9 @@ def read_suspect(
                     fh.seek(info.begin)
                     theirs = np.frombuffer(fh.read(info.end - info.begin), dtype=np.uint8)
                 values = detect.decode(info.dtype, theirs)
-                n, d = detect.symbol_evidence(t.dtype, raw, values, t.seed, plan.code_length)
+                n, d = detect.symbol_evidence(
+                    t.dtype, raw, values, t.seed, plan.code_length, plan.density_log2
+                )
                 num += n
                 den += d
                 matched += 1

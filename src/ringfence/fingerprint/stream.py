@@ -52,6 +52,7 @@ def _passthrough(fh: BinaryIO, start: int, end: int, chunk: int) -> Iterator[byt
 def _tensor_range(
     fh: BinaryIO,
     tensor: CarrierTensor,
+    density_log2: int,
     bits: npt.NDArray[np.bool_],
     start: int,
     end: int,
@@ -69,7 +70,7 @@ def _tensor_range(
         _read_exact(fh, offset, memoryview(buf)[: count * size])
         src = np.frombuffer(buf, dtype=np.uint8, count=count * size)
         # the kernel writes the chunk that is sent: no copy after it but at a range's cut ends
-        marked = fingerprinted_units(tensor.dtype, src, unit, tensor.seed, bits, work)
+        marked = fingerprinted_units(tensor.dtype, src, unit, tensor.seed, bits, density_log2, work)
         lo = max(start, offset) - offset
         hi = min(end, offset + count * size) - offset
         yield marked if lo == 0 and hi == len(marked) else marked[lo:hi]
@@ -107,7 +108,9 @@ def fingerprinted_bytes(
             i += 1
         if i < len(tensors) and tensors[i].begin <= pos:
             stop = min(end, tensors[i].end)
-            yield from _tensor_range(source, tensors[i], bits, pos, stop, buf, work)
+            yield from _tensor_range(
+                source, tensors[i], plan.density_log2, bits, pos, stop, buf, work
+            )
         else:
             stop = min(end, tensors[i].begin) if i < len(tensors) else end
             yield from _passthrough(source, pos, stop, chunk)

@@ -226,7 +226,13 @@ def read_symbols(
         if aligned.correlation < MIN_RELEASE_CORRELATION:
             return said, None
         ev = tensor_evidence(
-            tensor.dtype, raw, aligned.values, tensor.seed, plan.code_length, values=original
+            tensor.dtype,
+            raw,
+            aligned.values,
+            tensor.seed,
+            plan.code_length,
+            plan.density_log2,
+            values=original,
         )
         return said, ev
 

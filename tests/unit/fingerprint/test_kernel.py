@@ -53,15 +53,22 @@ def _weights(dtype: str, count: int, seed: int) -> np.ndarray:
     tensor_seed=st.integers(0, 2**64 - 1),
     code_length=st.integers(1, 5000),
     data_seed=st.integers(0, 2**32 - 1),
+    density=st.sampled_from(carrier.DENSITIES),
 )
 def test_float_kernel_equals_numpy(
-    dtype: str, count: int, first: int, tensor_seed: int, code_length: int, data_seed: int
+    dtype: str,
+    count: int,
+    first: int,
+    tensor_seed: int,
+    code_length: int,
+    data_seed: int,
+    density: int,
 ) -> None:
     raw = _weights(dtype, count, data_seed)
     bits = np.random.default_rng(data_seed + 1).random(code_length) < 0.5
     compiled, reference = np.empty_like(raw), np.empty_like(raw)
-    embed.embed_float(raw, dtype, first, tensor_seed, bits, compiled)
-    embed.embed_float_reference(raw, dtype, first, tensor_seed, bits, reference)
+    embed.embed_float(raw, dtype, first, tensor_seed, bits, compiled, density)
+    embed.embed_float_reference(raw, dtype, first, tensor_seed, bits, reference, density)
     assert compiled.tobytes() == reference.tobytes()
 
 
@@ -72,9 +79,10 @@ def test_float_kernel_equals_numpy(
     tensor_seed=st.integers(0, 2**64 - 1),
     code_length=st.integers(1, 3000),
     data_seed=st.integers(0, 2**32 - 1),
+    density=st.sampled_from(carrier.DENSITIES),
 )
 def test_q8_0_kernel_equals_numpy(
-    blocks: int, first_block: int, tensor_seed: int, code_length: int, data_seed: int
+    blocks: int, first_block: int, tensor_seed: int, code_length: int, data_seed: int, density: int
 ) -> None:
     rng = np.random.default_rng(data_seed)
     raw = rng.integers(0, 256, blocks * embed.Q8_0_BYTES, dtype=np.uint8)
@@ -82,8 +90,8 @@ def test_q8_0_kernel_equals_numpy(
     raw[rng.random(raw.size) < 0.1] = 0x7F
     bits = rng.random(code_length) < 0.5
     compiled, reference = np.empty_like(raw), np.empty_like(raw)
-    embed.embed_q8_0(raw, first_block, tensor_seed, bits, compiled)
-    embed.embed_q8_0_reference(raw, first_block, tensor_seed, bits, reference)
+    embed.embed_q8_0(raw, first_block, tensor_seed, bits, compiled, density)
+    embed.embed_q8_0_reference(raw, first_block, tensor_seed, bits, reference, density)
     assert compiled.tobytes() == reference.tobytes()
 
 
@@ -91,13 +99,13 @@ def test_in_place_and_bytes_entry_points() -> None:
     raw = _weights("BF16", 10_000, 3)
     bits = np.random.default_rng(4).random(777) < 0.5
     reference = np.empty_like(raw)
-    embed.embed_float_reference(raw, "BF16", 13, 99, bits, reference)
+    embed.embed_float_reference(raw, "BF16", 13, 99, bits, reference, 4)
     in_place = raw.copy()
-    embed.embed_float(in_place, "BF16", 13, 99, bits, in_place)
+    embed.embed_float(in_place, "BF16", 13, 99, bits, in_place, 4)
     assert in_place.tobytes() == reference.tobytes()
     assert embed.COMPILED is not None
     codeword = bits.view(np.uint8)
-    assert embed.COMPILED.embed_bytes(0, raw, 13, 99, codeword) == reference.tobytes()
+    assert embed.COMPILED.embed_bytes(0, raw, 13, 99, codeword, 2) == reference.tobytes()
 
 
 def test_kernel_refuses_bad_arguments() -> None:
@@ -114,6 +122,8 @@ def test_kernel_refuses_bad_arguments() -> None:
         k.embed(7, b"\0" * 4, bytearray(4), 0, 1, bits)
     with pytest.raises(TypeError):
         k.embed(k.BF16, b"\0" * 4, b"\0" * 4, 0, 1, bits)  # read-only out
+    with pytest.raises(ValueError, match="stride"):
+        k.embed(k.BF16, b"\0" * 4, bytearray(4), 0, 1, bits, 3)
 
 
 def test_block_and_group_constants_match_the_c_source() -> None:

@@ -26,8 +26,8 @@ def test_decoded_original_gives_the_same_evidence(nan: bool) -> None:
     suspect = bf16_to_f32(raw.view("<u2")) + rng.normal(0, 0.002, raw.size // 2).astype(np.float32)
     if nan:
         suspect[rng.choice(suspect.size, 500, replace=False)] = np.nan
-    plain = tensor_evidence("BF16", raw, suspect.copy(), seed, LENGTH)
-    fast = tensor_evidence("BF16", raw, suspect.copy(), seed, LENGTH, values=decode("BF16", raw))
+    plain = tensor_evidence("BF16", raw, suspect.copy(), seed, LENGTH, 4)
+    fast = tensor_evidence("BF16", raw, suspect.copy(), seed, LENGTH, 4, values=decode("BF16", raw))
     for a, b in ((plain.num, fast.num), (plain.den, fast.den)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(plain.noise, fast.noise, rtol=1e-5)
@@ -36,5 +36,6 @@ def test_decoded_original_gives_the_same_evidence(nan: bool) -> None:
 
 def test_exact_copy_has_no_noise() -> None:
     raw = _original(3, 8192)
-    ev = tensor_evidence("BF16", raw, bf16_to_f32(raw.view("<u2")), carrier.seed(b"k", "c"), LENGTH)
+    seed = carrier.seed(b"k", "c")
+    ev = tensor_evidence("BF16", raw, bf16_to_f32(raw.view("<u2")), seed, LENGTH, 4)
     assert not ev.num.any() and not ev.noise.any() and ev.den.any()
