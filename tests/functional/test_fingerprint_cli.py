@@ -73,7 +73,7 @@ def test_make_writes_the_recipients_copy_and_detect_finds_her(
     assert measured.code == 0, measured.err
     variants = {r["variant"]: r for r in measured.json()}
     assert set(variants) == {"original", "fingerprinted", "bf16 cast"}
-    assert len(variants["fingerprinted"]["samples_delta"]) == 3
+    assert len(variants["fingerprinted"]["samples_delta"]) == 2  # antithetic pairs
     assert variants["original"]["tokens"] == 256
     assert abs(variants["fingerprinted"]["delta"]) < 0.5
 
