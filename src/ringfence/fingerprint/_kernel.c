@@ -42,7 +42,8 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
 {
     uint64_t symbol = ((h >> 32) * length) >> 32; /* Lemire's multiply-shift onto [0, length) */
     uint32_t low = (uint32_t)h;
-    return ((low >> 24) ^ (bits[symbol] ? 0xFFu : 0u)) & 0xFFu;
+    /* branch-free: a branch on the (random) code bit mispredicts half the time, 3x slower */
+    return ((low >> 24) ^ (0u - (uint32_t)(bits[symbol] != 0))) & 0xFFu;
 }
 
 /* one element, branch-free: +step or -step (bit `d`), nothing where the exponent guard says */
@@ -57,8 +58,10 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
 /*
  * A block the range covers whole is computed 8 elements (one group) at a time in vectors
  * (GCC/Clang vector extensions: SSE2/NEON without intrinsics): a group's change is one of 16
- * patterns (which element, up or down), masked by the exponent guard and added to the words.
- * That is the copy and the mark in one pass. A block the range cuts goes element by element.
+ * patterns (which element, up or down), or the 17th, nothing, for a group idle at the
+ * release's density; masked by the exponent guard and added to the words. That is the copy
+ * and the mark in one pass (copying idle groups with a memcpy per block measured slower). A
+ * block the range cuts goes element by element.
  */
 #define DEFINE_FLOAT_KERNEL(NAME, WORD, VEC)                                                   \
     typedef WORD VEC __attribute__((vector_size(8 * sizeof(WORD))));                           \
@@ -68,11 +71,12 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
     {                                                                                          \
         int64_t end = first + count;                                                           \
         int64_t b0 = first / BLOCK, b1 = (end + BLOCK - 1) / BLOCK;                            \
-        VEC patterns[2 * GROUP], maskv, lowv, highv;                                           \
+        VEC patterns[2 * GROUP + 1], maskv, lowv, highv; /* the last: an idle group */         \
         for (int i = 0; i < GROUP; i++) {                                                      \
             maskv[i] = mask;                                                                   \
             lowv[i] = lowest;                                                                  \
             highv[i] = highest;                                                                \
+            patterns[2 * GROUP][i] = 0;                                                        \
             for (int o = 0; o < GROUP; o++) {                                                  \
                 patterns[2 * o][i] = i == o ? step : 0;                                        \
                 patterns[2 * o + 1][i] = i == o ? (WORD)(0u - step) : 0;                       \
@@ -85,14 +89,14 @@ static inline uint32_t down_mask(uint64_t h, const uint8_t *bits, uint64_t lengt
             if (base >= first && base + BLOCK <= end) {                                        \
                 const WORD *s = src + (base - first);                                          \
                 WORD *d = dst + (base - first);                                                \
-                if (stride > 1 && dst != src)                                                  \
-                    memcpy(d, s, BLOCK * sizeof(WORD));                                        \
-                for (int g = 0; g < BLOCK / GROUP; g += stride) {                              \
+                for (int g = 0; g < BLOCK / GROUP; g++) {                                      \
                     VEC v, e;                                                                  \
                     memcpy(&v, s + GROUP * g, sizeof v);                                       \
                     e = v & maskv;                                                             \
                     VEC keep = (VEC)((e >= lowv) & (e <= highv));                              \
-                    v += patterns[2 * ((low >> (3 * g)) & 7u) + ((down >> g) & 1u)] & keep;    \
+                    unsigned code = g % stride ? 2 * GROUP                                     \
+                                               : 2 * ((low >> (3 * g)) & 7u) + ((down >> g) & 1u); \
+                    v += patterns[code] & keep;                                                \
                     memcpy(d + GROUP * g, &v, sizeof v);                                       \
                 }                                                                              \
                 continue;                                                                      \
