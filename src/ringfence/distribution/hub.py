@@ -28,7 +28,6 @@ from ringfence.catalogue.models import Release
 from ringfence.db import transaction
 from ringfence.distribution import services as dist
 from ringfence.distribution import sources
-from ringfence.distribution.prefetch import prefetched
 from ringfence.distribution.ranges import RangeNotSatisfiable
 from ringfence.errors import (
     AuthenticationRequired,
@@ -242,13 +241,10 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
 
 
 def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
-    # A sync generator: Starlette iterates it in its thread pool, off the event loop; the
-    # next chunk is fingerprinted on a thread of its own while this one is sent.
+    # A sync generator: Starlette iterates it in its thread pool, off the event loop.
     r = delivery.byte_range
-    yield from prefetched(
-        sources.copy_bytes(
-            services, delivery.release, delivery.artifact, delivery.recipient, r.start, r.end
-        )
+    yield from sources.copy_bytes(
+        services, delivery.release, delivery.artifact, delivery.recipient, r.start, r.end
     )
 
 
