@@ -6,12 +6,13 @@ either erases it or turns it into random rounding noise. Instead an active eleme
 exactly one step of a bf16 mantissa, towards larger or smaller magnitude as carrier × symbol
 says: that is the same relative size (2^-8..2^-7 of |w|) and shape as the error a fp32 → bf16
 cast makes. A cast's error is uniform in ±½ ulp, energy ulp²/12 per weight; a step of one ulp
-on one weight in 2^d has ulp²/2^d. At the first density, 1/8, that is 1.5x a cast's, and
-it showed: held-out perplexity rose by 0.0043 against the cast's 0.0037 (BENCHMARKS.md,
-antithetic pairs). New releases therefore use 1/16 (ulp²/16, 0.75x a cast's energy; +0.002),
-and the tracing reader's inverse-variance weights (`tracing.read`) win back the symbol SNR the
-sparser mark gives up. The density is stored with each release, so older releases keep 1/8
-and their recipients' bytes. F16 and F32 get the same relative step
+on one weight in 2^d has ulp²/2^d. At the first density, 1/8, that is 1.5x a cast's energy
+in the matrices, and held-out perplexity rose by +0.0034 against the cast's +0.0037
+(BENCHMARKS.md, antithetic pairs; the cast also touches norms): level with a cast, not below
+it. New releases therefore use 1/16 (ulp²/16, 0.75x a cast's energy): +0.0019, half the
+cast's. The tracing reader's inverse-variance weights (`tracing.read`) win back part of the
+symbol SNR the sparser mark gives up. The density is stored with each release, so older
+releases keep 1/8 and their recipients' bytes. F16 and F32 get the same relative step
 (8 and 2^16 units of their raw words: one bf16 ulp of the value), so a bf16 cast of a
 fingerprinted F32 copy keeps its mark. Q8_0 moves the int8 quant by one, the format's own
 step (the quantised domain: re-encoding the block is not needed and the f16 scale is kept).
