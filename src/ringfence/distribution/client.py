@@ -55,7 +55,9 @@ class DownloadReport:
 
 def _error_from(response: httpx.Response) -> RingfenceError:
     try:
-        message = str(response.json()["error"]["message"])
+        error = response.json()["error"]
+        # the API's errors are {"error": {"message": ...}}, the Hub endpoints' {"error": "..."}
+        message = str(error["message"] if isinstance(error, dict) else error)
     except (ValueError, KeyError, TypeError):
         message = f"the server answered {response.status_code}"
     status = response.status_code
