@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ringfence.db import Base, UTCDateTime, utcnow
+from ringfence.fingerprint.carrier import DENSITY_LOG2
 
 
 class Organisation(Base):
@@ -81,7 +82,7 @@ class Release(Base):
     fingerprint_colluders: Mapped[int] = mapped_column(Integer, default=8)
     fingerprint_bound: Mapped[float] = mapped_column(Float, default=1e-9)
     #: one weight in 2^d carries the code (releases before migration 0006: 1/8)
-    fingerprint_density_log2: Mapped[int] = mapped_column(Integer, default=4)
+    fingerprint_density_log2: Mapped[int] = mapped_column(Integer, default=DENSITY_LOG2)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     model: Mapped[Model] = relationship(back_populates="releases")

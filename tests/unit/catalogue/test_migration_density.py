@@ -1,0 +1,37 @@
+"""Migration 0006: releases published before it keep the 1/8 density their copies carry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+import ringfence.db
+
+
+def _upgrade(engine: sa.Engine, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(ringfence.db.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def test_a_release_from_before_0006_keeps_density_1_in_8(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO releases (id, model_id, version, circle, manifest_sha256, "
+                "total_size, parameter_count, created_at) "
+                "VALUES (1, 1, '1.0', 'research', :sha, 10, 5, '2026-11-01 00:00:00')"
+            ),
+            {"sha": "0" * 64},
+        )
+    _upgrade(engine, "head")
+    with engine.connect() as conn:
+        density = conn.execute(sa.text("SELECT fingerprint_density_log2 FROM releases")).scalar()
+    assert density == 3
