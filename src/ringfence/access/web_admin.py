@@ -22,6 +22,7 @@ from ringfence.catalogue.models import Licence
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, RingfenceError
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.params import DbId, db_id
 from ringfence.web.security import client_ip, require_user, verify_csrf
 
 router = APIRouter(include_in_schema=False)
@@ -67,7 +68,7 @@ async def decide(
     action = str(form.get("action", ""))
     reason = str(form.get("reason", ""))
     try:
-        ids = [int(str(v)) for v in form.getlist("ids")]
+        ids = [db_id(v, "ids") for v in form.getlist("ids")]
         if action not in ("approve", "reject"):
             raise InvalidInput("choose approve or reject")
         if not ids:
@@ -82,9 +83,9 @@ async def decide(
             ip=client_ip(request),
             base_url=get_services(request).settings.base_url,
         )
-    except (RingfenceError, ValueError) as exc:
+    except RingfenceError as exc:
         session.rollback()
-        message = exc.diagnostics() if isinstance(exc, RingfenceError) else "invalid request id"
+        message = exc.diagnostics()
         return render(
             request,
             "access/review.html",
@@ -211,7 +212,7 @@ async def add_nda(
 @router.post("/admin/ndas/{nda_id}/countersign", dependencies=CSRF)
 def countersign(
     request: Request,
-    nda_id: int,
+    nda_id: DbId,
     user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:

@@ -12,6 +12,7 @@ from ringfence.access.models import User
 from ringfence.access.web_common import render, require_page_role
 from ringfence.audit import services as audit
 from ringfence.web.deps import db_session
+from ringfence.web.params import Cursor, Limit
 from ringfence.web.security import require_role, require_user
 
 router = APIRouter()
@@ -23,7 +24,7 @@ def audit_page(
     tag: str = "",
     actor: str = "",
     subject: str = "",
-    before: int | None = None,
+    before: Cursor = None,
     user: User = Depends(require_user()),
     session: Session = Depends(db_session),
 ) -> Response:
@@ -47,8 +48,8 @@ def api_events(
     tag: str = "",
     actor: str = "",
     subject: str = "",
-    before: int | None = None,
-    limit: int = audit.PAGE,
+    before: Cursor = None,
+    limit: Limit = audit.PAGE,
     user: User = Depends(require_role("admin")),
     session: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
