@@ -14,6 +14,8 @@ import secrets as pysecrets
 from pathlib import Path
 from typing import Protocol
 
+from ringfence.datadir import private_dir
+
 
 class SecretStore(Protocol):
     """Gives purpose-bound keys; the same purpose always gives the same key."""
@@ -34,7 +36,7 @@ class LocalSecretStore:
         if self._master is None:
             path = self.directory / "master.key"
             if not path.exists():
-                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                private_dir(self.directory)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(pysecrets.token_hex(32))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from ringfence.datadir import private_dir
 from ringfence.errors import IntegrityError, NotFound
 
 CHUNK = 4 * 1024 * 1024
@@ -51,11 +52,10 @@ class LocalBlobStore:
 
     def put_file(self, source: Path) -> tuple[str, int]:
         """Copy and hash in one pass into a temporary file, then rename into place."""
-        incoming = self.root / "incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
+        incoming = private_dir(self.root / "incoming")
         digest = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=incoming)
+        fd, tmp_name = tempfile.mkstemp(dir=incoming)  # 0600, whatever the umask
         tmp = Path(tmp_name)
         try:
             with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
@@ -67,11 +67,11 @@ class LocalBlobStore:
                     size += n
             sha = digest.hexdigest()
             final = self._path(sha)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(final.parent)
             if final.exists():
                 tmp.unlink()
             else:
-                os.chmod(tmp, 0o444)
+                os.chmod(tmp, 0o400)  # content-addressed: never rewritten, read by the owner
                 os.replace(tmp, final)
             return sha, size
         except BaseException:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ringfence.datadir import private_dir, tighten
 from ringfence.db import make_engine, make_sessionmaker, migrate
 from ringfence.secrets import LocalSecretStore, SecretStore
 from ringfence.settings import Settings
@@ -27,6 +28,8 @@ class Services:
 
     @cached_property
     def engine(self) -> Engine:
+        if not self.settings.database_url:
+            private_dir(self.settings.home)  # the SQLite file is created 0600 in it
         return make_engine(self.settings.resolved_database_url)
 
     @cached_property
@@ -59,8 +62,9 @@ class Services:
         return LoginLimiter()
 
     def prepare(self) -> None:
-        """Create the data dir and bring the database schema up to date."""
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        """Create the data dir owner-only (tightening an older one) and migrate the schema."""
+        private_dir(self.settings.home)
+        tighten(self.settings.home)
         migrate(self.engine)
 
 

@@ -19,6 +19,7 @@ from ringfence.access.web_common import commit_and_deliver
 from ringfence.access.web_release import access_state
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.params import DbId, DbIdField, Limit, Offset
 from ringfence.web.security import Permission, api_user, client_ip
 
 router = APIRouter(prefix="/api/v1/access", tags=["access"])
@@ -40,7 +41,7 @@ class AcceptIn(BaseModel):
 class DecisionIn(BaseModel):
     """A reviewer's decision on one or more requests."""
 
-    request_ids: list[int] = Field(min_length=1, max_length=1000)
+    request_ids: list[DbIdField] = Field(min_length=1, max_length=1000)
     approve: bool
     reason: str = Field(default="", max_length=500)
 
@@ -151,7 +152,7 @@ def my_requests(
 
 @router.post("/requests/{request_id}/appeal")
 def appeal(
-    request_id: int,
+    request_id: DbId,
     body: AppealIn,
     request: Request,
     user: User = Depends(api_user(Permission.REQUEST)),
@@ -179,8 +180,8 @@ def review_queue(
     state: str = "pending",
     release: str = "",
     q: str = "",
-    limit: int = 200,
-    offset: int = 0,
+    limit: Limit = 200,
+    offset: Offset = 0,
     user: User = Depends(api_user(Permission.REVIEW)),
     session: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:

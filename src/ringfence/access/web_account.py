@@ -19,6 +19,7 @@ from ringfence.access.web_common import (
 )
 from ringfence.errors import NotFound, RingfenceError
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.params import DbId
 from ringfence.web.security import (
     SESSION_COOKIE,
     Permission,
@@ -225,7 +226,7 @@ def create_token(
 @router.post("/account/tokens/{token_id}/revoke", dependencies=CSRF)
 def revoke_token(
     request: Request,
-    token_id: int,
+    token_id: DbId,
     user: User = Depends(page_user(Permission.ACCOUNT)),
     session: Session = Depends(db_session),
 ) -> Response:
@@ -238,7 +239,7 @@ def revoke_token(
 @router.post("/requests/{request_id}/appeal", dependencies=CSRF)
 def appeal(
     request: Request,
-    request_id: int,
+    request_id: DbId,
     text: str = Form(""),
     user: User = Depends(page_user(Permission.REQUEST)),
     session: Session = Depends(db_session),

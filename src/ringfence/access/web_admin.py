@@ -21,6 +21,7 @@ from ringfence.catalogue.models import Licence
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, RingfenceError
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.params import DbId, db_id
 from ringfence.web.security import Permission, client_ip, page_user, verify_csrf
 
 router = APIRouter(include_in_schema=False)
@@ -63,7 +64,7 @@ async def decide(
     action = str(form.get("action", ""))
     reason = str(form.get("reason", ""))
     try:
-        ids = [int(str(v)) for v in form.getlist("ids")]
+        ids = [db_id(v, "ids") for v in form.getlist("ids")]
         if action not in ("approve", "reject"):
             raise InvalidInput("choose approve or reject")
         if not ids:
@@ -78,9 +79,9 @@ async def decide(
             ip=client_ip(request),
             base_url=get_services(request).settings.base_url,
         )
-    except (RingfenceError, ValueError) as exc:
+    except RingfenceError as exc:
         session.rollback()
-        message = exc.diagnostics() if isinstance(exc, RingfenceError) else "invalid request id"
+        message = exc.diagnostics()
         return render(
             request,
             "access/review.html",
@@ -203,7 +204,7 @@ async def add_nda(
 @router.post("/admin/ndas/{nda_id}/countersign", dependencies=CSRF)
 def countersign(
     request: Request,
-    nda_id: int,
+    nda_id: DbId,
     user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:

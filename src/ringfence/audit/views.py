@@ -12,6 +12,7 @@ from ringfence.access.models import User
 from ringfence.access.web_common import render
 from ringfence.audit import services as audit
 from ringfence.web.deps import db_session
+from ringfence.web.params import Cursor, Limit
 from ringfence.web.security import Permission, api_user, page_user
 
 router = APIRouter()
@@ -23,7 +24,7 @@ def audit_page(
     tag: str = "",
     actor: str = "",
     subject: str = "",
-    before: int | None = None,
+    before: Cursor = None,
     user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
@@ -46,8 +47,8 @@ def api_events(
     tag: str = "",
     actor: str = "",
     subject: str = "",
-    before: int | None = None,
-    limit: int = audit.PAGE,
+    before: Cursor = None,
+    limit: Limit = audit.PAGE,
     user: User = Depends(api_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import typer
 
 from ringfence.cli import catalogue
 from ringfence.cli.output import errors
+from ringfence.datadir import restrict_umask
 from ringfence.errors import RingfenceError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ _register_optional()
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv` and return the exit status; errors become one line on stderr."""
+    restrict_umask()
     try:
         # Standalone mode: click renders its own usage errors and exits; ours propagate.
         app(args=argv, standalone_mode=True)

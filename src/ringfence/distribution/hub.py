@@ -36,6 +36,7 @@ from ringfence.errors import (
     RingfenceError,
 )
 from ringfence.web.deps import get_services
+from ringfence.web.headers import header_value
 from ringfence.web.security import Permission, api_caller, caller_name
 from ringfence.wiring import Services
 
@@ -48,7 +49,7 @@ class _HubError(Exception):
         self.status, self.code, self.message, self.commit = status, code, message, commit
 
     def response(self) -> Response:
-        headers = {"X-Error-Message": self.message.replace("\n", " ")[:500]}
+        headers = {"X-Error-Message": header_value(self.message)}
         if self.code:
             headers["X-Error-Code"] = self.code
         if self.commit:

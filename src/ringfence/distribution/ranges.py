@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from ringfence.errors import RingfenceError
 
 _SPEC = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: longer than any real range (two 20-digit offsets): Python refuses to parse integers of more
+#: than 4,300 digits (ValueError), and a header that long is an attack, not a download
+MAX_HEADER = 200
 
 
 class RangeNotSatisfiable(RingfenceError):
@@ -52,6 +55,8 @@ def parse_range(header: str | None, size: int) -> ByteRange:
     """
     if header is None or not header.strip():
         return ByteRange(0, size, size)
+    if len(header) > MAX_HEADER:
+        raise RangeNotSatisfiable(f"the Range header is {len(header)} characters long")
     match = _SPEC.match(header.strip().replace(" ", ""))
     if match is None or (not match.group(1) and not match.group(2)):
         raise RangeNotSatisfiable(f"the Range header {header[:80]!r} is not a single byte range")

@@ -27,6 +27,7 @@ from ringfence.distribution.models import DownloadLink, RecipientManifest
 from ringfence.distribution.ranges import ByteRange, if_range_holds, parse_range
 from ringfence.errors import NotFound, TokenInvalid
 from ringfence.secrets import SecretStore
+from ringfence.web.headers import content_disposition
 from ringfence.wiring import Services
 
 
@@ -88,7 +89,7 @@ class Delivery:
             "Content-Length": str(self.byte_range.length),
             "ETag": f'"{self.etag}"',
             "Accept-Ranges": "bytes",
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": content_disposition(filename),
             "Cache-Control": "private, no-store",
             "X-Repo-Commit": self.commit,
             "X-Linked-Size": str(self.artifact.size),

@@ -24,7 +24,9 @@ router.include_router(hub.router)
 
 
 def _link_base(request: Request, token: str) -> str:
-    return f"{str(request.base_url).rstrip('/')}/d/{token}"
+    # The configured base URL, never the request's Host header: a forged Host would put a
+    # link token into a URL on someone else's server (a page, a script, a mail).
+    return f"{get_services(request).settings.base_url.rstrip('/')}/d/{token}"
 
 
 def _wants_json(request: Request) -> bool:
@@ -144,7 +146,7 @@ def create_link(
         ip=client_ip(request),
     )
     return {
-        "url": new.url(str(request.base_url)),
+        "url": new.url(services.settings.base_url),
         "expires_at": new.link.expires_at.isoformat(),
         "uses": new.link.max_uses,
         "release": release.ref,

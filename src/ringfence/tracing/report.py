@@ -8,7 +8,10 @@ per layer, the p-values and bound, and the recipient's grant, licence and downlo
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import re
+from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -19,6 +22,25 @@ _env = Environment(
     loader=PackageLoader("ringfence.web", "templates"),
     autoescape=select_autoescape(["html"]),
 )
+
+
+@cache
+def content_security_policy() -> str:
+    """The report's own policy: its one inline style block (by hash) and embedded plots only.
+
+    The page is self-contained so that it can be saved as evidence and opened anywhere; the
+    server's policy for pages (no inline style) would strip its layout.
+    """
+    source, _, _ = _env.loader.get_source(_env, "tracing/report.html")  # type: ignore[union-attr]
+    styles = re.findall(r"<style>(.*?)</style>", source, re.DOTALL)
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+        for s in styles
+    )
+    return (
+        f"default-src 'none'; style-src {hashes}; img-src data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def _png(fig: Any) -> str:

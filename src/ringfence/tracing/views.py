@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from ringfence.access.models import User
 from ringfence.errors import InvalidInput
 from ringfence.tracing import services as tracing
-from ringfence.tracing.report import render_report
+from ringfence.tracing.report import content_security_policy, render_report
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.security import Permission, api_user, page_user, verify_csrf
 from ringfence.web.templating import templates
@@ -60,7 +60,9 @@ def trace_upload(
 ) -> Response:
     """Trace an uploaded file and answer with the evidence report (admin)."""
     result = _run(request, session, suspect, release, user.email)
-    return HTMLResponse(render_report(result))
+    return HTMLResponse(
+        render_report(result), headers={"Content-Security-Policy": content_security_policy()}
+    )
 
 
 @router.post("/api/v1/trace", tags=["tracing"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+import secrets
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -11,9 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ringfence import __version__
+from ringfence.datadir import restrict_umask
 from ringfence.errors import AuthenticationRequired, RingfenceError
+from ringfence.web.access_log import redact_access_log
+from ringfence.web.headers import SecurityHeaders, header_value
 from ringfence.web.security import login_redirect
 from ringfence.web.templating import templates
 from ringfence.wiring import Services, build
@@ -40,8 +47,72 @@ def error_response(request: Request, status: int, message: str, kind: str) -> Re
     )
 
 
+#: a client's X-Request-ID is reused only when it cannot smuggle anything into a log line
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def request_id(request: Request) -> str:
+    """The id of this request, as sent back in X-Request-ID and written in the log."""
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def _unexpected_response(request: Request, rid: str) -> Response:
+    message = f"internal error: the server logged the details (request id {rid})"
+    try:
+        return error_response(request, 500, message, "InternalError")
+    except Exception:  # the error page itself may need what just broke (the database)
+        log.exception("the error page failed too (request id %s)", rid)
+        return PlainTextResponse(message, status_code=500)
+
+
+class RequestIds:
+    """Gives every request an id (X-Request-ID) and turns an unexpected error into one line.
+
+    Pure ASGI like SecurityHeaders. An error before the response started is logged with the
+    id and its traceback, and the caller reads one line carrying the id, never a traceback;
+    an error mid-stream can only be logged (the connection is then cut).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Request(scope).headers.get("x-request-id", "")
+        rid = given if _CLIENT_REQUEST_ID.match(given) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = rid
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            request = Request(scope)
+            log.exception(
+                "unhandled error on %s %s (request id %s)",
+                request.method,
+                header_value(request.url.path, 200),
+                rid,
+                extra={"request_id": rid},
+            )
+            if started:
+                raise
+            await _unexpected_response(request, rid)(scope, receive, send_with_id)
+
+
 def create_app(services: Services | None = None) -> FastAPI:
     """The ASGI app bound to `services` (default: from the environment, schema migrated)."""
+    restrict_umask()  # what the server writes in its data dir is its own (see datadir)
+    redact_access_log()
     if services is None:
         services = build()
         services.prepare()
@@ -73,7 +144,7 @@ def create_app(services: Services | None = None) -> FastAPI:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         response = error_response(request, exc.status_code, str(exc.detail), "HTTPError")
         for key, value in (exc.headers or {}).items():
-            response.headers[key] = value
+            response.headers[key] = header_value(value)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -83,13 +154,6 @@ def create_app(services: Services | None = None) -> FastAPI:
         message = f"{where}: {first.get('msg', 'invalid value')}" if where else "invalid request"
         return error_response(request, 422, message, "InvalidInput")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            request, 500, "internal error: the server logged the details", "InternalError"
-        )
-
     for area in AREAS:
         try:
             module = importlib.import_module(f"ringfence.{area}.views")
@@ -98,4 +162,7 @@ def create_app(services: Services | None = None) -> FastAPI:
                 raise
             continue
         app.include_router(module.router)
+    # Outermost last: security headers land on everything, the error answers included.
+    app.add_middleware(RequestIds)
+    app.add_middleware(SecurityHeaders, https=services.settings.base_url.startswith("https://"))
     return app

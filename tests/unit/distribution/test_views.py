@@ -42,7 +42,7 @@ def _link(client: TestClient, world: World, **body: object) -> str:
         "/api/v1/distribution/links", json={"release": world.ref, **body}, headers=_auth(world)
     )
     assert r.status_code == 200, r.text
-    return str(r.json()["url"]).removeprefix("http://testserver")
+    return str(r.json()["url"]).removeprefix(world.services.settings.base_url)
 
 
 def _size(world: World, path: str) -> int:
