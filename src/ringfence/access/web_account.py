@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, grants, requests, tokens
+from ringfence.access import accounts, grants, requests, tokens, web_two_factor
 from ringfence.access.models import Mail, User
 from ringfence.access.web_common import (
     commit_and_deliver,
@@ -94,7 +94,7 @@ def login(
     next: str = Form(""),
     session: Session = Depends(db_session),
 ) -> Response:
-    """Sign in: a new session cookie, or one message for every kind of failure."""
+    """Sign in: a new session cookie (after the code step with two-factor), or one message."""
     svc = get_services(request)
     try:
         user = accounts.authenticate(
@@ -108,6 +108,9 @@ def login(
             {"error": exc.diagnostics(), "next": safe_next(next), "email": email[:320]},
             status_code=exc.http_status,
         )
+    if user.two_factor_enabled:
+        session.commit()  # a rehashed password, if any; the session waits for the code
+        return web_two_factor.challenge(request, user, next)
     raw = accounts.start_session(
         session, user, ip=client_ip(request), user_agent=request.headers.get("user-agent")
     )
