@@ -242,3 +242,21 @@ def test_half_sign_in_expires_after_five_minutes(session: Session, services: Ser
             session, services.secrets, LoginLimiter(), stale, code, ip="9.9.9.9"
         )
     assert two_factor.HALF_SIGN_IN_MAX_AGE_S == 5 * 60
+
+
+def test_operator_enrolment_is_on_at_once_and_its_first_code_works(
+    session: Session, services: Services
+) -> None:
+    user = make_user(session, "demo-admin@lab.example", role="admin", two_factor=False)
+    enrolment, codes = two_factor.enrol_directly(
+        session, services.secrets, user, actor="demo", base_url=""
+    )
+    assert user.two_factor_enabled and len(codes) == 10
+    assert enrolment.uri.startswith("otpauth://totp/ringfence:demo-admin@lab.example?secret=")
+    # No code was spent to enrol, so the person's first code from the app is not a replay.
+    code = pyotp.TOTP(enrolment.secret).now()
+    assert two_factor.verify(session, services.secrets, user, code, ip=None) == "totp"
+    [payload] = session.scalars(
+        select(AuditEvent.payload).where(AuditEvent.tag == EventTag.Account.TwoFactorEnabled)
+    )
+    assert payload == {"via": "operator"}
