@@ -86,7 +86,7 @@ def set_up(svc: Services) -> list[DemoAccount]:
                 user.password_hash = accounts.hasher.hash(password)
                 totp = None
                 if role in two_factor.REQUIRED_ROLES:
-                    # The recovery codes are not printed: the demo's admin resets instead.
+                    # No recovery codes printed: reset a lost device with `users two-factor-reset`.
                     totp, _ = two_factor.enrol_directly(
                         session, svc.secrets, user, actor=ACTOR, base_url=svc.settings.base_url
                     )
