@@ -277,3 +277,19 @@ def test_half_sign_in_made_before_a_password_change_is_dead(
         user.password_hash = accounts.hasher.hash("a brand new password")
     r = _code_step(client, challenge, totp_code(svc.sessions, ADMIN))
     assert r.status_code == 403 and "sign in again" in r.text and not _signed_in(client)
+
+
+def test_api_token_cannot_change_two_factor(client: TestClient, svc: Services) -> None:
+    from ringfence.access.tokens import create_token
+
+    with transaction(svc.sessions) as session:
+        user = session.scalars(select(User).where(User.email == MEMBER)).one()
+        raw = create_token(session, user, "read", actor="test").raw
+    bearer = {"Authorization": f"Bearer {raw}"}
+    assert client.post("/account/two-factor/begin", headers=bearer).status_code == 403
+    assert client.get("/account/two-factor", headers=bearer).status_code == 403
+    with svc.sessions() as session:
+        assert (
+            session.scalars(select(User).where(User.email == MEMBER)).one().totp_secret_sealed
+            is None
+        )

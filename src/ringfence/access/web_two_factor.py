@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ringfence.access import accounts, two_factor
 from ringfence.access.models import User
 from ringfence.access.web_common import commit_and_deliver, form_error, redirect, render, safe_next
-from ringfence.errors import AuthenticationRequired, RateLimited, RingfenceError
+from ringfence.errors import AuthenticationRequired, PermissionDenied, RateLimited, RingfenceError
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.security import client_ip, require_user, set_session_cookie, verify_csrf
 
@@ -66,6 +66,17 @@ def code_step(
     return response
 
 
+def browser_user(request: Request, user: User = Depends(require_user())) -> User:
+    """The signed-in person, through a browser session only: an API token never changes 2FA.
+
+    Otherwise a leaked read token could enrol its own authenticator and lock the owner out.
+    (Stands in until the security layer's session-only dependency replaces `require_user`.)
+    """
+    if getattr(request.state, "auth", None) != "session":
+        raise PermissionDenied("two-factor settings need a signed-in browser, not a token")
+    return user
+
+
 def _qr_data_uri(uri: str) -> str:
     # Drawn here, on the server: the secret never goes to a third-party QR service.
     return str(segno.make(uri, error="m").svg_data_uri(scale=4))
@@ -95,7 +106,7 @@ def _refused(request: Request, session: Session, user: User, exc: RingfenceError
 @router.get("/account/two-factor", response_class=HTMLResponse)
 def page(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(browser_user),
     session: Session = Depends(db_session),
 ) -> Response:
     """Whether two-factor sign-in is on, and the forms to change that."""
@@ -105,7 +116,7 @@ def page(
 @router.post("/account/two-factor/begin", dependencies=CSRF)
 def begin(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(browser_user),
     session: Session = Depends(db_session),
 ) -> Response:
     """A new secret to add to an authenticator app (text, otpauth:// URI and QR code)."""
@@ -121,7 +132,7 @@ def begin(
 def confirm(
     request: Request,
     code: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(browser_user),
     session: Session = Depends(db_session),
 ) -> Response:
     """Turn two-factor on with a code from the app; the recovery codes are shown this once."""
@@ -145,7 +156,7 @@ def confirm(
 def disable(
     request: Request,
     code: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(browser_user),
     session: Session = Depends(db_session),
 ) -> Response:
     """Turn two-factor off; needs a current code or a recovery code."""
@@ -164,7 +175,7 @@ def disable(
 def regenerate(
     request: Request,
     code: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(browser_user),
     session: Session = Depends(db_session),
 ) -> Response:
     """Ten new recovery codes, shown this once; the old ones stop working."""
