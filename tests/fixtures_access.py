@@ -1,7 +1,9 @@
 """Factories for access tests: real rows in a real database, no mocks.
 
 Passwords are hashed once per process (argon2id is slow on purpose) and shared by every
-factory-made user; all of them sign in with PASSWORD.
+factory-made user; all of them sign in with PASSWORD. Admins and reviewers have two-factor
+sign-in on with KNOWN_SECRET, as the security layer requires of them; `totp_code` gives a
+code the server accepts now.
 """
 
 from __future__ import annotations
@@ -15,18 +17,24 @@ from email.message import Message
 from functools import cache
 from typing import Any
 
+import pyotp
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from ringfence.access import two_factor as two_factor_services
 from ringfence.access.accounts import hasher
 from ringfence.access.licences import install_research_licence
 from ringfence.access.models import NDA, Institution, User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Model, Release
 from ringfence.db import utcnow
+from ringfence.secrets import SecretStore
 from tests.live import free_port
 
 PASSWORD = "correct horse battery"
+#: the TOTP secret of every factory-made user with two-factor sign-in (base32)
+KNOWN_SECRET = "RINGFENCETESTSECRETKNOWNTOTESTS2"
 
 
 @cache
@@ -42,8 +50,14 @@ def make_user(
     role: str = "member",
     verified: bool = True,
     institution: Institution | None = None,
+    secrets: SecretStore | None = None,
+    two_factor: bool | None = None,
 ) -> User:
-    """A user who signs in with PASSWORD."""
+    """A user who signs in with PASSWORD, and a code for KNOWN_SECRET when `two_factor`.
+
+    `two_factor` defaults to whether the role needs it (admin, reviewer); enrolling seals the
+    secret under the server's key, so it needs that server's `secrets`.
+    """
     user = User(
         email=email,
         role=role,
@@ -53,7 +67,32 @@ def make_user(
     )
     session.add(user)
     session.flush()
+    if role in two_factor_services.REQUIRED_ROLES if two_factor is None else two_factor:
+        if secrets is None:
+            raise TypeError(
+                f"make_user({email!r}, role={role!r}) enrols two-factor sign-in: pass the "
+                "server's secrets=, or two_factor=False for a user who never signs in"
+            )
+        user.totp_secret_sealed = two_factor_services.seal_secret(secrets, user.id, KNOWN_SECRET)
+        user.two_factor_enabled_at = utcnow()
+        session.flush()
     return user
+
+
+def totp_code(sessions: sessionmaker[Session] | Session, email: str) -> str:
+    """A KNOWN_SECRET code the server accepts now: not yet used by `email`, inside the window."""
+    if isinstance(sessions, Session):
+        last = sessions.scalars(select(User.totp_last_step).where(User.email == email)).one()
+    else:
+        with sessions() as session:
+            last = session.scalars(select(User.totp_last_step).where(User.email == email)).one()
+    totp = pyotp.TOTP(KNOWN_SECRET)
+    now = totp.timecode(utcnow())
+    # This step, else the next (the server accepts one step either side of its clock).
+    for step in (now, now + 1):
+        if last is None or step > last:
+            return totp.generate_otp(step)
+    raise AssertionError(f"{email} used both codes of this window; sign in fewer times")
 
 
 def make_release(
@@ -90,8 +129,9 @@ def make_partner(
     inst = Institution(name=name, domains=[domain])
     session.add(inst)
     session.flush()
+    # The countersigning admin never signs in, so needs no second factor here.
     admin = session.query(User).filter_by(role="admin").first() or make_user(
-        session, f"nda-admin@{domain}", role="admin"
+        session, f"nda-admin@{domain}", role="admin", two_factor=False
     )
     session.add(
         NDA(

@@ -79,6 +79,10 @@ class PermissionDenied(RingfenceError):
     exit_code = 3
 
 
+class TwoFactorRequired(PermissionDenied):
+    """The caller's role acts only with two-factor sign-in turned on, and it is off."""
+
+
 class TokenInvalid(PermissionDenied):
     """A signed link or token that was forged, altered or belongs elsewhere."""
 

@@ -21,6 +21,7 @@ from tests.fixtures_access import (
     Inbox,
     make_release,
     make_user,
+    totp_code,
 )
 from tests.live import free_port, serve
 
@@ -42,8 +43,8 @@ def smtp_services(home: Path, smtp_server: tuple[int, Inbox]) -> Services:
     svc.prepare()
     with transaction(svc.sessions) as session:
         make_release(session, circle="research")
-        make_user(session, "rev@lab.example", role="reviewer")
-        make_user(session, "admin@lab.example", role="admin")
+        make_user(session, "rev@lab.example", role="reviewer", secrets=svc.secrets)
+        make_user(session, "admin@lab.example", role="admin", secrets=svc.secrets)
     return svc
 
 
@@ -60,6 +61,15 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> None:
         data={"email": email, "password": password, "csrf_token": csrf(page.text)},
         follow_redirects=False,
     )
+    half = re.search(r'name="token" value="([^"]+)"', r.text)
+    if r.status_code == 200 and half:  # two-factor sign-in: the code step
+        services: Services = client.app.state.services  # type: ignore[attr-defined]
+        code = totp_code(services.sessions, email)
+        r = client.post(
+            "/login/two-factor",
+            data={"token": half.group(1), "code": code, "csrf_token": csrf(r.text)},
+            follow_redirects=False,
+        )
     assert r.status_code == 303, r.text
 
 

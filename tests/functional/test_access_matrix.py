@@ -55,6 +55,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 f"{role}-{state}@x.example",
                 role="member" if role == "partner" else role,
                 institution=partner if role == "partner" else None,
+                secrets=svc.secrets,
             )
             scope = "admin" if role in ("admin", "reviewer") else "download"
             tokens[(role, state)] = create_token(session, user, scope, actor="test").raw

@@ -131,7 +131,7 @@ def _signed_in_admin(services: Services, client: TestClient) -> tuple[str, dict[
     """A fresh admin's browser session on `client`: a CSRF token for its forms, and an
     admin-scope token's header for the API (pages take sessions, APIs take tokens)."""
     with transaction(services.sessions) as session:
-        admin = make_user(session, "root@lab.example", role="admin")
+        admin = make_user(session, "root@lab.example", role="admin", secrets=services.secrets)
         raw = start_session(session, admin, ip=None, user_agent="test")
         token = create_token(session, admin, "admin", actor="test").raw
     client.cookies.set("rf_session", raw)

@@ -58,8 +58,8 @@ def make_services(home: Path, smtp_port: int, **settings: object) -> Services:
     svc.prepare()
     with transaction(svc.sessions) as session:
         make_release(session, circle="research")
-        make_user(session, "admin@lab.example", role="admin")
-        make_user(session, "rev@lab.example", role="reviewer")
+        make_user(session, "admin@lab.example", role="admin", secrets=svc.secrets)
+        make_user(session, "rev@lab.example", role="reviewer", secrets=svc.secrets)
         make_user(session, "member@uni.example")
     return svc
 
@@ -421,3 +421,22 @@ def test_only_the_lab_sees_the_originals_manifest_hash(
     assert ours["manifest_sha256"] == "0" * 64
     page = signed_in(app_client, svc, "member@uni.example").get("/models/tiny/1.0")
     assert "0" * 64 not in page.text
+
+
+# Two-factor sign-in is required of the roles that decide, as PyPI requires of maintainers.
+
+
+def test_admin_without_two_factor_acts_nowhere_until_enrolled(
+    app_client: TestClient, svc: Services
+) -> None:
+    with transaction(svc.sessions) as session:
+        make_user(session, "new-admin@lab.example", role="admin", two_factor=False)
+    raw = token_for(svc, "new-admin@lab.example", "admin")
+    refused = app_client.get("/api/v1/audit/events", headers=bearer(raw))
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "TwoFactorRequired"
+    browser = signed_in(app_client, svc, "new-admin@lab.example")
+    page = browser.get("/admin/users", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/account/two-factor"
+    assert browser.get("/account/two-factor").status_code == 200  # where they turn it on
+    enrolled = token_for(svc, "admin@lab.example", "admin")
+    assert app_client.get("/api/v1/audit/events", headers=bearer(enrolled)).status_code == 200

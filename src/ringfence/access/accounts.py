@@ -127,6 +127,11 @@ def _password_marker(user: User) -> str:
     return hashlib.sha256((user.password_hash or "unset").encode()).hexdigest()[:16]
 
 
+def password_marker(user: User) -> str:
+    """A short digest of the password hash: a token carrying it dies when the password changes."""
+    return _password_marker(user)
+
+
 def mail_link_token(secrets: SecretStore, purpose: str, user: User) -> str:
     """A signed, expiring token for a link in a mail ("verify-email" or "set-password")."""
     payload: dict[str, Any] = {"u": user.id, "e": user.email}
@@ -383,7 +388,11 @@ def end_credentials(session: Session, user: User, *, reason: str, actor: str) ->
 def authenticate(
     session: Session, limiter: LoginLimiter, email: str, password: str, *, ip: str
 ) -> User:
-    """The user whose address and password these are; one message for every failure."""
+    """The user whose address and password these are; one message for every failure.
+
+    For a user with two-factor sign-in this is only the first half: check `two_factor_enabled`
+    and finish with `two_factor.complete_sign_in` before starting a session.
+    """
     address = email.strip().lower()
     limiter.check(ip, address)
     user = session.scalars(select(User).where(User.email == address)).first() if address else None
@@ -405,9 +414,14 @@ def authenticate(
         raise AuthenticationRequired(
             "invalid email or password", hint="check both, or reset your password"
         )
-    limiter.succeeded(ip, address)
     if user.password_hash and hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
+    if user.two_factor_enabled:
+        # Half-way: the failures stay counted and success is recorded only once the second
+        # factor is right (`two_factor.complete_sign_in`), or a known password would reset
+        # the count and buy endless guesses at six digits.
+        return user
+    limiter.succeeded(ip, address)
     user.last_login_at = utcnow()
     record(
         session,

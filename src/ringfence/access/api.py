@@ -80,7 +80,7 @@ def release_status(
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """My access to a release: circle, licence (with its text), request, grant, can_download."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    release = circles.visible_release(session, f"{name}@{version}", user)
     state = access_state(session, user, release)
     if state["grant"]:
         state["grant"]["expires_at"] = state["grant"]["expires_at"].isoformat(timespec="seconds")
@@ -97,7 +97,7 @@ def accept_licence(
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Accept the release's current licence (the hash must be the current text's)."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    release = circles.visible_release(session, f"{name}@{version}", user)
     acceptance = licences.accept_licence(
         session,
         user,
@@ -125,7 +125,7 @@ def submit_request(
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Ask for a release (idempotent while pending or approved)."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    release = circles.visible_release(session, f"{name}@{version}", user)
     req = requests.submit_request(
         session,
         user,

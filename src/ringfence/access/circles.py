@@ -29,6 +29,7 @@ from ringfence.access.models import (
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
+from ringfence.catalogue.services import get_release, parse_ref
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, NotFound, PermissionDenied
 from ringfence.storage import BlobStore
@@ -355,3 +356,13 @@ def revoke_nda(session: Session, nda: NDA, *, reason: str, actor: str) -> NDA:
             payload={"nda_id": nda.id, "reason": reason},
         )
     return nda
+
+
+def visible_release(session: Session, ref: str, user: User | None) -> Release:
+    """The release named `ref` when `user` may see it; otherwise the same NotFound as for a
+    name that does not exist, so nobody outside a circle learns what it holds."""
+    release = get_release(session, ref)
+    if not visible(session, release, user):
+        name, version = parse_ref(ref)
+        raise NotFound(f"no release {name}@{version}", hint="see the catalogue")
+    return release

@@ -56,6 +56,12 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the TOTP secret, AES-GCM sealed under the server's "accounts:totp" key; set at the start
+    #: of enrolment, and in force only once `two_factor_enabled_at` is set
+    totp_secret_sealed: Mapped[str | None] = mapped_column(String(200))
+    two_factor_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the newest TOTP time-step accepted, so no code is accepted twice
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     institution: Mapped[Institution | None] = relationship()
 
@@ -68,6 +74,23 @@ class User(Base):
     def is_lab(self) -> bool:
         """Whether the person is the lab's own (admin, reviewer or staff)."""
         return self.role in LAB_ROLES
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        """Whether signing in needs a TOTP or recovery code after the password."""
+        return self.two_factor_enabled_at is not None and self.totp_secret_sealed is not None
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for a lost authenticator; only its sha256 is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class WebSession(Base):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, grants, mail, requests, tokens
+from ringfence.access import accounts, grants, mail, requests, tokens, web_two_factor
 from ringfence.access.models import User
 from ringfence.access.web_common import (
     commit_and_deliver,
@@ -95,7 +95,7 @@ def login(
     next: str = Form(""),
     session: Session = Depends(db_session),
 ) -> Response:
-    """Sign in: a new session cookie, or one message for every kind of failure."""
+    """Sign in: a new session cookie (after the code step with two-factor), or one message."""
     svc = get_services(request)
     try:
         user = accounts.authenticate(
@@ -109,6 +109,9 @@ def login(
             {"error": exc.diagnostics(), "next": safe_next(next), "email": email[:320]},
             status_code=exc.http_status,
         )
+    if user.two_factor_enabled:
+        session.commit()  # a rehashed password, if any; the session waits for the code
+        return web_two_factor.challenge(request, user, next)
     raw = accounts.start_session(
         session, user, ip=client_ip(request), user_agent=request.headers.get("user-agent")
     )

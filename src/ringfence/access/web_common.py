@@ -28,6 +28,7 @@ NOTICES = {
     "circle-set": "The circle was changed.",
     "saved": "Saved.",
     "token-revoked": "The token was revoked.",
+    "two-factor-off": "Two-factor sign-in is off.",
 }
 
 

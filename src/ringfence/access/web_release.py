@@ -17,11 +17,17 @@ from ringfence.access.web_common import (
     redirect,
     render,
 )
-from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.errors import RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import Permission, client_ip, page_user, template_user, verify_csrf
+from ringfence.web.security import (
+    Permission,
+    client_ip,
+    optional_page_user,
+    page_user,
+    template_user,
+    verify_csrf,
+)
 from ringfence.web.templating import templates
 
 router = APIRouter(include_in_schema=False)
@@ -114,7 +120,7 @@ async def submit_request(
     session: Session = Depends(db_session),
 ) -> Response:
     """Send the release's request form."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    release = circles.visible_release(session, f"{name}@{version}", user)
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
     try:
@@ -146,7 +152,7 @@ def accept_licence(
     session: Session = Depends(db_session),
 ) -> Response:
     """Accept the licence text the page showed (its hash travels with the form)."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    release = circles.visible_release(session, f"{name}@{version}", user)
     try:
         if agree != "on":
             from ringfence.errors import InvalidInput
@@ -169,8 +175,12 @@ def accept_licence(
 
 @router.get("/models/{name}/{version}/licence", response_class=HTMLResponse)
 def licence_text(
-    request: Request, name: str, version: str, session: Session = Depends(db_session)
+    request: Request,
+    name: str,
+    version: str,
+    user: User | None = Depends(optional_page_user),
+    session: Session = Depends(db_session),
 ) -> Response:
-    """The full text of the release's current licence."""
-    release = catalogue.get_release(session, f"{name}@{version}")
+    """The full text of the release's current licence (for those who may see the release)."""
+    release = circles.visible_release(session, f"{name}@{version}", user)
     return render(request, "access/licence.html", {"release": release, "licence": release.licence})

@@ -27,6 +27,12 @@ class EventTag:
         UserUpdated = "account:user:updated"
         UserDisabled = "account:user:disabled"
         LoginRateLimited = "account:login:rate_limited"
+        TwoFactorEnabled = "account:two_factor:enabled"
+        TwoFactorDisabled = "account:two_factor:disabled"
+        TwoFactorReset = "account:two_factor:reset"
+        TwoFactorFailed = "account:two_factor:failed"
+        RecoveryCodeUsed = "account:two_factor:recovery_code_used"
+        RecoveryCodesRegenerated = "account:two_factor:recovery_codes_regenerated"
 
     class Access:
         LicenceAccepted = "access:licence:accepted"

@@ -9,11 +9,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from ringfence.access.circles import visible
+from ringfence.access.circles import visible, visible_release
 from ringfence.access.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
-from ringfence.errors import NotFound
 from ringfence.web.deps import db_session
 from ringfence.web.security import optional_api_user, optional_page_user
 from ringfence.web.templating import templates
@@ -82,15 +81,6 @@ def release_out(session: Session, release: Release, user: User | None) -> Releas
             for a in release.artifacts
         ],
     )
-
-
-def visible_release(session: Session, ref: str, user: User | None) -> Release:
-    """The release named `ref` when the caller may see it; otherwise the same NotFound."""
-    release = catalogue.get_release(session, ref)
-    if not visible(session, release, user):
-        name, version = catalogue.parse_ref(ref)
-        raise NotFound(f"no release {name}@{version}", hint="see the catalogue")
-    return release
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from ringfence.access import accounts, circles, grants, licences, requests, tokens
+from ringfence.access import accounts, circles, grants, licences, requests, tokens, two_factor
 from ringfence.access.client import ApiClient
 from ringfence.access.models import NDA, Grant, User
 from ringfence.catalogue import services as catalogue
@@ -48,6 +48,7 @@ def user_row(user: User) -> dict[str, Any]:
         "institution": user.institution.name if user.institution else None,
         "verified": user.email_verified,
         "active": user.is_active,
+        "two_factor": user.two_factor_enabled,
         "created_at": user.created_at.isoformat(timespec="seconds"),
     }
 
@@ -128,6 +129,24 @@ def users_set(
             session, email, role=role, institution=institution, active=active, actor=ACTOR
         )
         row = user_row(user)
+    emit(row, as_json=as_json)
+
+
+@users_app.command("two-factor-reset")
+def users_two_factor_reset(
+    email: str = typer.Argument(...),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why, e.g. how you confirmed who lost the device; they read it."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Turn someone's two-factor sign-in off (a lost device) and sign them out; audited, mailed."""
+    svc = services()
+    with transaction(svc.sessions) as session:
+        user = accounts.get_user(session, email)
+        two_factor.reset(session, user, reason=reason, actor=ACTOR)
+        row = user_row(user)
+    _deliver(svc)
     emit(row, as_json=as_json)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets as pysecrets
+from dataclasses import dataclass
 
 import typer
 
 from ringfence import demo
-from ringfence.access import accounts, licences
+from ringfence.access import accounts, licences, two_factor
 from ringfence.access.circles import set_circle
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
@@ -32,13 +33,23 @@ def prepare(quiet: bool = typer.Option(False, "--quiet", help="Print nothing on 
         console.print(f"demo model ready: {path}")
 
 
-def set_up(svc: Services) -> dict[str, str]:
+@dataclass(frozen=True)
+class DemoAccount:
+    """A demo staff account's sign-in, shown once: password and, for roles that need it, TOTP."""
+
+    email: str
+    password: str
+    totp: two_factor.Enrolment | None
+
+
+def set_up(svc: Services) -> list[DemoAccount]:
     """Organisation, research licence, smollm2@1.0 in the research circle, demo staff accounts.
 
-    Idempotent: a second run changes nothing and returns no passwords (they were shown once).
+    Admin and reviewer have two-factor sign-in on, with a fresh secret each.
+    Idempotent: a second run changes nothing and returns no accounts (they were shown once).
     """
     ref = f"{demo.MODEL_NAME}@{demo.MODEL_VERSION}"
-    passwords: dict[str, str] = {}
+    created: list[DemoAccount] = []
     with transaction(svc.sessions) as session:
         catalogue.init_organisation(session, "lab", "Demo Lab")
         licence = licences.install_research_licence(session, actor=ACTOR)
@@ -73,8 +84,14 @@ def set_up(svc: Services) -> dict[str, str]:
                 )
                 password = pysecrets.token_urlsafe(12)
                 user.password_hash = accounts.hasher.hash(password)
-                passwords[email] = password
-    return passwords
+                totp = None
+                if role in two_factor.REQUIRED_ROLES:
+                    # No recovery codes printed: reset a lost device with `users two-factor-reset`.
+                    totp, _ = two_factor.enrol_directly(
+                        session, svc.secrets, user, actor=ACTOR, base_url=svc.settings.base_url
+                    )
+                created.append(DemoAccount(email, password, totp))
+    return created
 
 
 @demo_app.command("run")
@@ -87,7 +104,7 @@ def run(
     svc = services()
     # The demo has no mail server: mails stay in the database and admins read them at /outbox.
     svc.settings.dev_outbox = True
-    passwords = set_up(svc)
+    created = set_up(svc)
     console.print(f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/")
     console.print("  smollm2@1.0 (the real SmolLM2-135M-Instruct) is in the research circle.")
     console.print(
@@ -95,8 +112,14 @@ def run(
         f"every mail (verification and reset links) at http://{host}:{port}/outbox."
     )
     console.print("  Sign up as a researcher, then find your verification mail there as admin.")
-    for email, password in passwords.items():
-        console.print(f"  staff account {email} password: {password}  (shown once)")
+    for account in created:
+        console.print(f"  staff account {account.email} password: {account.password}  (shown once)")
+        if account.totp is not None:
+            console.print(
+                f"    two-factor secret {account.totp.secret} for your authenticator app"
+                f" (shown once): {account.totp.uri}",
+                soft_wrap=True,
+            )
     console.print(f"  API docs: http://{host}:{port}/api/v1/docs\n")
     import uvicorn
 

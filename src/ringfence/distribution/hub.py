@@ -37,7 +37,13 @@ from ringfence.errors import (
 )
 from ringfence.web.deps import get_services
 from ringfence.web.headers import header_value
-from ringfence.web.security import Permission, api_caller, caller_name
+from ringfence.web.security import (
+    Permission,
+    TokenCaller,
+    caller_name,
+    check_permission,
+    token_caller,
+)
 from ringfence.wiring import Services
 
 router = APIRouter(include_in_schema=False)
@@ -57,15 +63,25 @@ class _HubError(Exception):
         return JSONResponse({"error": self.message}, status_code=self.status, headers=headers)
 
 
-def _caller(request: Request, session: Session, permission: Permission) -> User | None:
-    # The one identity of every API (ringfence.web.security): tokens only, scope checked.
+def _caller(request: Request, session: Session) -> TokenCaller | None:
+    # The one identity of every API (ringfence.web.security): tokens only.
     try:
-        return api_caller(request, session, permission)
+        return token_caller(request, session)
     except AuthenticationRequired as exc:
         # The Hub's own wording: huggingface_hub then says "invalid credentials".
         raise _HubError(401, None, "Invalid credentials in Authorization header") from exc
+
+
+def _permit(caller: TokenCaller | None, permission: Permission) -> User | None:
+    # Checked after the repository is found: a hidden repository is "not found" to outsiders
+    # whatever their token, and only then does the token's scope matter.
+    if caller is None:
+        return None
+    try:
+        check_permission(caller.user, permission, token_scope=caller.scope)
     except PermissionDenied as exc:
         raise _HubError(403, None, exc.diagnostics()) from exc
+    return caller.user
 
 
 def _translate(exc: RingfenceError, repo: str, commit: str | None = None) -> _HubError:
@@ -150,8 +166,10 @@ def _info(request: Request, ns: str, name: str, revision: str) -> Response:
     repo = f"{ns}/{name}"
     try:
         with transaction(services.sessions) as session:
-            user = _caller(request, session, Permission.BROWSE)
+            caller = _caller(request, session)
+            user = caller.user if caller else None
             release = _release(session, services, ns, name, revision, user)
+            _permit(caller, Permission.BROWSE)
             try:
                 sources.authorise(session, user, release)
             except RingfenceError as exc:
@@ -219,8 +237,10 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
     recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
     try:
         with transaction(services.sessions) as session:
-            user = _caller(request, session, Permission.BROWSE)
+            caller = _caller(request, session)
+            user = caller.user if caller else None
             release = _release(session, services, ns, name, revision, user)
+            _permit(caller, Permission.BROWSE)
             try:
                 sources.authorise(session, user, release)
             except RingfenceError as exc:
@@ -305,8 +325,9 @@ def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> R
     commit: list[str] = []
 
     def build(session: Session, send_body: bool, ip: str | None, ua: str | None) -> dist.Delivery:
-        user = _caller(request, session, Permission.DOWNLOAD)
-        release = _release(session, services, ns, name, revision, user)
+        caller = _caller(request, session)
+        release = _release(session, services, ns, name, revision, caller.user if caller else None)
+        user = _permit(caller, Permission.DOWNLOAD)
         if user is not None:
             commit.append(dist.commit_hash(services.secrets, release, user.id))
         return dist.prepare_delivery(

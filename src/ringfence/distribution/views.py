@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from ringfence.access.circles import visible_release
 from ringfence.access.models import User
-from ringfence.catalogue.services import get_release
 from ringfence.distribution import hub, links, manifests, sources
 from ringfence.distribution import services as dist
 from ringfence.distribution.tasks import lifespan
@@ -134,7 +134,7 @@ def create_link(
 ) -> dict[str, Any]:
     """A signed link to the caller's own copy of a release."""
     services = get_services(request)
-    release = get_release(session, body.release)
+    release = visible_release(session, body.release, user)
     new = dist.create_link_for(
         session,
         services,
@@ -161,7 +161,7 @@ def my_manifest(
     session: Session = Depends(db_session),
 ) -> Response:
     """The caller's signed manifest for a release they may download."""
-    release = get_release(session, ref)
+    release = visible_release(session, ref, user)
     sources.authorise(session, user, release)
     return _manifest_response(session, release.id, user.id)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse
@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ringfence import __version__
 from ringfence.datadir import restrict_umask
-from ringfence.errors import AuthenticationRequired, RingfenceError
+from ringfence.errors import AuthenticationRequired, RingfenceError, TwoFactorRequired
 from ringfence.web.access_log import redact_access_log
 from ringfence.web.headers import SecurityHeaders, header_value
 from ringfence.web.security import login_redirect
@@ -138,6 +138,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         if isinstance(exc, AuthenticationRequired) and not _wants_json(request):
             # A person's browser goes to sign in, then comes back to the page.
             return login_redirect(request)
+        if isinstance(exc, TwoFactorRequired) and not _wants_json(request):
+            return RedirectResponse("/account/two-factor", status_code=303)
         return error_response(request, exc.http_status, exc.diagnostics(), type(exc).__name__)
 
     @app.exception_handler(StarletteHTTPException)

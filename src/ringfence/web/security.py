@@ -36,10 +36,10 @@ from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts
+from ringfence.access import accounts, two_factor
 from ringfence.access.models import User
 from ringfence.access.tokens import scope_allows, user_from_token
-from ringfence.errors import AuthenticationRequired, PermissionDenied
+from ringfence.errors import AuthenticationRequired, PermissionDenied, TwoFactorRequired
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.templating import templates
 
@@ -78,6 +78,8 @@ class Rule:
     roles: tuple[str, ...] | None
     #: whether the account's address must be verified first
     verified: bool
+    #: whether the account must have two-factor sign-in on (PyPI's rule for maintainers)
+    two_factor: bool = False
 
 
 RULES: dict[Permission, Rule] = {
@@ -87,8 +89,8 @@ RULES: dict[Permission, Rule] = {
     Permission.ACCOUNT: Rule(None, None, verified=False),
     # A token never mints or revokes tokens: a leaked one cannot widen or entrench itself.
     Permission.TOKENS: Rule(None, None, verified=True),
-    Permission.REVIEW: Rule("admin", ("admin", "reviewer"), verified=True),
-    Permission.ADMIN: Rule("admin", ("admin",), verified=True),
+    Permission.REVIEW: Rule("admin", ("admin", "reviewer"), verified=True, two_factor=True),
+    Permission.ADMIN: Rule("admin", ("admin",), verified=True, two_factor=True),
 }
 
 
@@ -111,6 +113,12 @@ def check_permission(user: User, permission: Permission, *, token_scope: str | N
         raise PermissionDenied(
             f"verify your address {user.email} first",
             hint="open the link we mailed you, or ask for a new one with a password reset",
+        )
+    if rule.two_factor and two_factor.must_enrol(user):
+        # Tokens too: a token of an admin without a second factor is a password's worth.
+        raise TwoFactorRequired(
+            f"the {user.role} role acts only with two-factor sign-in on",
+            hint="turn it on at /account/two-factor",
         )
 
 

@@ -108,8 +108,8 @@ def test_password_link_works_once(session: Session, services: Services) -> None:
         accounts.set_password(session, services.secrets, token, "yet another password", ip=None)
 
 
-def test_sessions_and_tokens(session: Session) -> None:
-    admin = make_user(session, "root@lab.example", role="admin")
+def test_sessions_and_tokens(session: Session, services: Services) -> None:
+    admin = make_user(session, "root@lab.example", role="admin", secrets=services.secrets)
     member = make_user(session, "m@uni.example")
     raw = accounts.start_session(session, member, ip=None, user_agent="ua")
     assert accounts.user_from_session(session, raw) is member
@@ -131,10 +131,10 @@ def test_unverified_account_cannot_create_tokens(session: Session) -> None:
         tokens.create_token(session, squatter, "download", actor="test")
 
 
-def test_request_review_appeal_and_download(session: Session) -> None:
+def test_request_review_appeal_and_download(session: Session, services: Services) -> None:
     release = make_release(session)
     researcher = make_user(session, "r@uni.example")
-    reviewer = make_user(session, "rev@lab.example", role="reviewer")
+    reviewer = make_user(session, "rev@lab.example", role="reviewer", secrets=services.secrets)
     req = requests.submit_request(session, researcher, release, ANSWERS)
     assert req.state == "pending"
     # Idempotent: asking again returns the same pending request.
@@ -181,9 +181,9 @@ def test_request_review_appeal_and_download(session: Session) -> None:
         )
 
 
-def test_reviewer_cannot_approve_own_request(session: Session) -> None:
+def test_reviewer_cannot_approve_own_request(session: Session, services: Services) -> None:
     release = make_release(session)
-    reviewer = make_user(session, "rev@lab.example", role="reviewer")
+    reviewer = make_user(session, "rev@lab.example", role="reviewer", secrets=services.secrets)
     req = requests.submit_request(session, reviewer, release, ANSWERS)
     with pytest.raises(PermissionDenied, match="own request"):
         requests.decide(session, req, approve=True, reviewer=reviewer, actor=reviewer.email)
@@ -290,9 +290,9 @@ def test_unverified_cannot_request_and_outsiders_cannot_see_in_house(session: Se
     assert requests.submit_request(session, staff, release, ANSWERS).state == "approved"
 
 
-def test_bulk_decisions_report_each(session: Session) -> None:
+def test_bulk_decisions_report_each(session: Session, services: Services) -> None:
     release = make_release(session)
-    reviewer = make_user(session, "rev@lab.example", role="reviewer")
+    reviewer = make_user(session, "rev@lab.example", role="reviewer", secrets=services.secrets)
     ids = [
         requests.submit_request(session, make_user(session, f"u{i}@x.example"), release, ANSWERS).id
         for i in range(3)
