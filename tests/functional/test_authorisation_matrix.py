@@ -50,7 +50,7 @@ from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
 from tests.conftest import TINY_CODE, write_tiny_model
-from tests.fixtures_access import make_partner, make_release, make_user
+from tests.fixtures_access import PASSWORD, make_partner, make_release, make_user
 
 OK, LOGIN, DENIED, HIDDEN = "ok", "login", "denied", "hidden"
 CIRCLES = ("in-house", "partners", "research", "public")
@@ -165,6 +165,11 @@ def anyone(p: Principal, circle: str) -> str:
     return OK
 
 
+def forged(p: Principal, circle: str) -> str:
+    """A public page given a forged signed token: refused alike for everyone."""
+    return DENIED
+
+
 def nobody(p: Principal, circle: str) -> str:
     """Absent: the development outbox without `dev_outbox` (this world's settings)."""
     return HIDDEN
@@ -235,16 +240,21 @@ def token(
     release: bool = False,
     download: bool = False,
     owner: str = "",
+    hub: bool = False,
 ) -> Rule:
     """An API route: a token of `scope` or wider, held by one of `roles` when given.
 
     With `release`, the path names a release the holder must see; with `download`, the
     holder must also be able to download it; with `owner`, the path names that person's
-    object, which does not exist for anyone else.
+    object, which does not exist for anyone else. The Hub (`hub`) looks the repository up
+    before the credentials, as huggingface_hub expects: a hidden one is "not found" even
+    to a caller without a token.
     """
 
     def rule(p: Principal, circle: str) -> str:
         person = p.bearer
+        if hub and person is None and circle not in LISTED:
+            return HIDDEN
         if person is None:
             return LOGIN
         if RANK[p.via] < RANK[scope] or (roles and person.role not in roles):
@@ -264,11 +274,11 @@ def link(p: Principal, circle: str) -> str:
     """A download link is its holder's capability: the caller's own credentials do not matter.
 
     Each person calls with their own link for the release (a forged one when they never held
-    a grant for it); it works while the grant behind it does.
+    a grant for it); it works while the grant behind it does, and is refused (403) otherwise.
     """
     person = p.person
     if person is None or circle not in person.granted:
-        return HIDDEN
+        return DENIED  # a forged link, refused like any forged signed token
     return OK if person.can_download(circle) else DENIED
 
 
@@ -294,6 +304,8 @@ class Entry:
     body: Callable[[World, str], Body] | None = None
     fresh_session: bool = False  # the call ends the session it uses
     file: bool = False  # a byte-stream route: the bytes are checked, not only the status
+    lands: str = ""  # a redirect here is this route's intended answer, even to /login
+    query: str = ""
 
 
 def _form(**fields: Any) -> Callable[[World, str], Body]:
@@ -312,6 +324,8 @@ REQUEST_ANSWERS = {
 }
 SUSPECT = {"suspect": ("suspect.bin", b"not a model", "application/octet-stream")}
 
+HUB = token("download", release=True, download=True, hub=True)
+
 TABLE: dict[tuple[str, str], Entry] = {
     # catalogue pages and API
     ("GET", "/"): Entry(anyone),
@@ -321,19 +335,21 @@ TABLE: dict[tuple[str, str], Entry] = {
     # signing up and in: public pages
     ("GET", "/signup"): Entry(anyone),
     ("POST", "/signup"): Entry(
-        anyone, body=_form(email="newcomer@matrix.example", password="a long new password")
+        anyone,
+        body=_form(email="newcomer@matrix.example", password="a long new password"),
+        lands="/login",
     ),
-    ("GET", "/verify"): Entry(anyone),
+    ("GET", "/verify"): Entry(forged, query="token=forged"),
     ("GET", "/login"): Entry(anyone),
-    ("POST", "/login"): Entry(
-        anyone, body=_form(email="nobody@matrix.example", password="not the password")
-    ),
-    ("POST", "/logout"): Entry(anyone, fresh_session=True),
+    ("POST", "/login"): Entry(anyone, body=_form(email="decoy@matrix.example", password=PASSWORD)),
+    ("POST", "/logout"): Entry(anyone, fresh_session=True, lands="/login"),
     ("GET", "/password/reset"): Entry(anyone),
-    ("POST", "/password/reset"): Entry(anyone, body=_form(email="nobody@matrix.example")),
+    ("POST", "/password/reset"): Entry(
+        anyone, body=_form(email="nobody@matrix.example"), lands="/login"
+    ),
     ("GET", "/password/set"): Entry(anyone),
     ("POST", "/password/set"): Entry(
-        anyone, body=_form(token="forged", password="a long new password")
+        forged, body=_form(token="forged", password="a long new password")
     ),
     # my account
     ("GET", "/account"): Entry(signed_in),
@@ -437,24 +453,12 @@ TABLE: dict[tuple[str, str], Entry] = {
         token("admin", roles=("admin",)), body=lambda world, circle: Body(files=SUSPECT)
     ),
     # the Hub API: gated repositories, a download token of someone who may download
-    ("GET", "/api/models/{ns}/{name}"): Entry(
-        token("download", release=True, download=True), per_circle=True
-    ),
-    ("GET", "/api/models/{ns}/{name}/revision/{revision}"): Entry(
-        token("download", release=True, download=True), per_circle=True
-    ),
-    ("GET", "/api/models/{ns}/{name}/tree/{revision}"): Entry(
-        token("download", release=True, download=True), per_circle=True
-    ),
-    ("GET", "/api/models/{ns}/{name}/tree/{revision}/{path:path}"): Entry(
-        token("download", release=True, download=True), per_circle=True
-    ),
-    ("GET", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(
-        token("download", release=True, download=True), per_circle=True, file=True
-    ),
-    ("HEAD", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(
-        token("download", release=True, download=True), per_circle=True, file=True
-    ),
+    ("GET", "/api/models/{ns}/{name}"): Entry(HUB, per_circle=True),
+    ("GET", "/api/models/{ns}/{name}/revision/{revision}"): Entry(HUB, per_circle=True),
+    ("GET", "/api/models/{ns}/{name}/tree/{revision}"): Entry(HUB, per_circle=True),
+    ("GET", "/api/models/{ns}/{name}/tree/{revision}/{path:path}"): Entry(HUB, per_circle=True),
+    ("GET", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(HUB, per_circle=True, file=True),
+    ("HEAD", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(HUB, per_circle=True, file=True),
     # download links
     ("GET", "/d/{token}"): Entry(link, per_circle=True),
     ("GET", "/d/{token}/files.json"): Entry(link, per_circle=True),
@@ -664,9 +668,10 @@ def call(
         headers["Range"] = f"bytes=0-{RANGE - 1}"
     body = entry.body(world, circle) if entry.body else Body()
     world.client.cookies.clear()  # each call is its own principal: nothing carries over
+    url = _fill(path, world, p, circle, entry) + (f"?{entry.query}" if entry.query else "")
     return world.client.request(
         method,
-        _fill(path, world, p, circle, entry),
+        url,
         headers=headers,
         json=body.json,
         data=body.data,
@@ -674,12 +679,13 @@ def call(
     )
 
 
-def outcome(r: httpx.Response) -> str:
-    """The outcome class of a response."""
+def outcome(r: httpx.Response, lands: str = "") -> str:
+    """The outcome class of a response (`lands`: where a redirect is the intended answer)."""
     status = r.status_code
-    if status == 401 or (
-        r.is_redirect and urlparse(r.headers.get("location", "")).path == "/login"
-    ):
+    target = urlparse(r.headers.get("location", "")).path if r.is_redirect else None
+    if lands and target == lands:
+        return OK
+    if status == 401 or target == "/login":
         return LOGIN
     if status == 403:
         return DENIED
@@ -727,7 +733,7 @@ def test_matrix(world: World, method: str, path: str, circle: str) -> None:
     for p in PRINCIPALS:
         want = entry.rule(p, circle)
         r = call(world, method, path, p, circle)
-        got = outcome(r)
+        got = outcome(r, entry.lands)
         bytes_sent = r.status_code in (200, 206) and r.content.startswith(world.head)
         if entry.file and method == "GET" and got == OK and not bytes_sent:
             got = f"ok without the file's bytes ({r.status_code}, {len(r.content)} bytes)"
