@@ -18,8 +18,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: public base URL of this server, used in mails and links
     base_url: str = "http://127.0.0.1:8000"
-    #: "outbox" keeps mails in the database (development, demo); "smtp" sends them
-    mail_backend: str = "outbox"
+    #: "smtp" sends mails; "none" keeps them queued (a warning at start) until SMTP is set up
+    mail_backend: str = "smtp"
+    #: development only: keep every mail in the database and show it to admins at /outbox
+    #: (the demo turns it on; the server warns at start while it is on)
+    dev_outbox: bool = False
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     mail_from: str = "ringfence@localhost"

@@ -186,7 +186,11 @@ def test_api_with_tokens_and_cli(
     assert made.code == 0, made.err
     admin_token = made.json()["token"]  # type: ignore[index]
     cli("users", "add", "r2@uni.example")
-    researcher = cli("tokens", "create", "--user", "r2@uni.example", "--scope", "read", "--json")
+    reader = cli("tokens", "create", "--user", "r2@uni.example", "--scope", "read", "--json")
+    read_auth = {"Authorization": f"Bearer {reader.json()['token']}"}  # type: ignore[index]
+    researcher = cli(
+        "tokens", "create", "--user", "r2@uni.example", "--scope", "download", "--json"
+    )
     token = researcher.json()["token"]  # type: ignore[index]
     auth = {"Authorization": f"Bearer {token}"}
     answers = {
@@ -195,6 +199,11 @@ def test_api_with_tokens_and_cli(
         "intended_use": "Education",
         "no_redistribution": True,
     }
+    # A read token reads; asking for access is an act in the holder's name.
+    refused = client.post(
+        "/api/v1/access/releases/tiny/1.0/requests", json={"answers": answers}, headers=read_auth
+    )
+    assert refused.status_code == 403 and "'read' scope" in refused.json()["error"]["message"]
     r = client.post(
         "/api/v1/access/releases/tiny/1.0/requests", json={"answers": answers}, headers=auth
     )
@@ -246,7 +255,8 @@ def test_client_commands_against_a_live_server(
 ) -> None:
     """`ringfence request` and `ringfence licence accept` talk to a server with a token."""
     cli("users", "add", "client@uni.example")
-    token = cli("tokens", "create", "--user", "client@uni.example", "--json").json()["token"]  # type: ignore[index]
+    made = cli("tokens", "create", "--user", "client@uni.example", "--scope", "download", "--json")
+    token = made.json()["token"]  # type: ignore[index]
     with serve(create_app(smtp_services), free_port()) as url:
         assert cli("request", "tiny@1.0", "--server", url).code == 3  # no token yet
         monkeypatch.setenv("RINGFENCE_TOKEN", token)

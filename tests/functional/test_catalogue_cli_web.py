@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ringfence.access.accounts import get_user, start_session
+from ringfence.db import transaction
 from tests.conftest import TINY_CODE_ENV, CliRunner
 
 HOSTILE = Path(__file__).parents[1] / "data" / "hostile"
@@ -80,6 +82,13 @@ def test_web_catalogue_and_api_show_a_release_only_to_its_circle(
     token = cli("tokens", "create", "--user", "staff@acme.example", "--scope", "read", "--json")
     staff = {"Authorization": f"Bearer {token.json()['token']}"}  # type: ignore[index]
     client = TestClient(create_app())
+    # Pages take a browser session, never a token (the API takes tokens, never a cookie).
+    with transaction(client.app.state.services.sessions) as session:  # type: ignore[attr-defined]
+        raw = start_session(
+            session, get_user(session, "staff@acme.example"), ip=None, user_agent="t"
+        )
+    browser = TestClient(client.app, cookies={"rf_session": raw})
+    assert "acme/tiny" not in client.get("/", headers=staff).text
 
     # In-house: the lab's staff see it; to anyone else it does not exist.
     anonymous = client.get("/")
@@ -87,9 +96,9 @@ def test_web_catalogue_and_api_show_a_release_only_to_its_circle(
     assert client.get("/models/tiny/1.0").status_code == 404
     assert client.get("/api/v1/releases/tiny/1.0").status_code == 404
     assert client.get("/api/v1/releases").json() == []
-    page = client.get("/", headers=staff)
+    page = browser.get("/")
     assert "acme/tiny" in page.text and "tiny@1.0" in page.text
-    release = client.get("/models/tiny/1.0", headers=staff)
+    release = browser.get("/models/tiny/1.0")
     assert release.status_code == 200
     assert "model.safetensors" in release.text and "in-house" in release.text
     api = client.get("/api/v1/releases/tiny/1.0", headers=staff).json()
@@ -108,7 +117,7 @@ def test_web_catalogue_and_api_show_a_release_only_to_its_circle(
     assert staff_view["model.safetensors"] and len(staff_view["model.safetensors"]) == 64
     outsider_page = client.get("/models/tiny/1.0").text
     assert staff_view["model.safetensors"] not in outsider_page
-    assert staff_view["model.safetensors"] in client.get("/models/tiny/1.0", headers=staff).text
+    assert staff_view["model.safetensors"] in browser.get("/models/tiny/1.0").text
 
     missing = client.get("/api/v1/releases/tiny/9.9")
     assert missing.status_code == 404

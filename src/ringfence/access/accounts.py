@@ -7,6 +7,7 @@ always answers the same, and sign-in failures all read "invalid email or passwor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets as pysecrets
@@ -19,7 +20,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ringfence.access import mail
+from ringfence.access import mail, ratelimit, tokens
 from ringfence.access.models import ROLES, Institution, User, WebSession
 from ringfence.access.ratelimit import LoginLimiter
 from ringfence.audit.services import record
@@ -30,6 +31,7 @@ from ringfence.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    RateLimited,
     TokenExpired,
     TokenInvalid,
 )
@@ -40,6 +42,12 @@ EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-
 DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+#: the lowest zxcvbn score (0-4) a new password may have: 2 is "somewhat guessable"
+MIN_STRENGTH = 2
+#: account mails (sign-up, verification, reset) per address and per IP in MAIL_WINDOW
+MAIL_PER_ADDRESS = 5
+MAIL_PER_IP = 20
+MAIL_WINDOW = timedelta(hours=1)
 SESSION_LIFETIME = timedelta(days=14)
 VERIFY_MAX_AGE_S = 3 * 24 * 3600
 RESET_MAX_AGE_S = 24 * 3600
@@ -65,12 +73,42 @@ def email_domain(email: str) -> str:
     return email.rpartition("@")[2]
 
 
-def check_password(password: str) -> None:
-    """InvalidInput unless the password is long enough (and not absurdly long)."""
+def check_password(password: str, *, email: str = "") -> None:
+    """InvalidInput unless the password is long enough and not easy to guess.
+
+    Refused: fewer than MIN_PASSWORD characters; one of the 30,000 most common passwords
+    (the list zxcvbn ships, so the check runs offline); anything zxcvbn scores below
+    MIN_STRENGTH of 4, such as repeats, sequences, keyboard walks or the address itself.
+    """
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password: use at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise InvalidInput(f"password: use at most {MAX_PASSWORD} characters")
+    if email and email.lower() in password.lower():
+        raise InvalidInput("password: do not use your email address in it")
+    if password.lower() in _common_passwords():
+        raise InvalidInput(
+            "password: this is one of the most common passwords",
+            hint="choose a longer phrase of unrelated words",
+        )
+    from zxcvbn import zxcvbn
+
+    # zxcvbn refuses inputs over 72 characters; their first 72 are what an attacker guesses.
+    words = [w for w in re.split(r"[@.+_-]", email.lower()) if len(w) > 2] + ["ringfence"]
+    verdict = zxcvbn(password[:72], user_inputs=words)
+    if verdict["score"] < MIN_STRENGTH:
+        warning = verdict["feedback"].get("warning") or "it is easy to guess"
+        raise InvalidInput(
+            f"password: {warning.rstrip('.').lower()}",
+            hint="choose a longer phrase of unrelated words",
+        )
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def check_role(role: str) -> str:
@@ -182,6 +220,20 @@ def add_user(
     return user
 
 
+def _may_mail(session: Session, address: str, ip: str | None) -> bool:
+    """Count an account mail to `address` asked from `ip`.
+
+    Too many from one IP is refused out loud (it says nothing about any address); too many
+    to one address is dropped in silence, so the answer never tells whether it has an account.
+    """
+    if ip and not ratelimit.hit(session, f"mail:ip:{ip}", limit=MAIL_PER_IP, window=MAIL_WINDOW):
+        raise RateLimited(
+            "too many account mails were asked from your network address",
+            hint="wait an hour and try again",
+        )
+    return ratelimit.hit(session, f"mail:to:{address}", limit=MAIL_PER_ADDRESS, window=MAIL_WINDOW)
+
+
 def sign_up(
     session: Session,
     secrets: SecretStore,
@@ -197,10 +249,13 @@ def sign_up(
     The answer is the same either way, so sign-up cannot tell anyone who has an account.
     """
     address = normalise_email(email)
-    check_password(password)
+    check_password(password, email=address)
     if len(name) > 200:
         raise InvalidInput("name: use at most 200 characters")
     existing = session.scalars(select(User).where(User.email == address)).first()
+    # Hashed either way: a known address must cost as long as a new one (no timing oracle).
+    password_hash = hasher.hash(password)
+    may_mail = _may_mail(session, address, ip)
     if existing is not None:
         record(
             session,
@@ -209,6 +264,8 @@ def sign_up(
             subject=f"user:{address}",
             ip=ip,
         )
+        if not may_mail:
+            return
         mail.queue(
             session,
             address,
@@ -218,12 +275,12 @@ def sign_up(
             f"Sign in at {base_url}/login, or reset your password at {base_url}/password/reset.\n",
         )
         return
-    user = User(
-        email=address, name=name.strip(), role="member", password_hash=hasher.hash(password)
-    )
+    user = User(email=address, name=name.strip(), role="member", password_hash=password_hash)
     session.add(user)
     session.flush()
     record(session, EventTag.Account.UserSignedUp, actor=address, subject=f"user:{address}", ip=ip)
+    if not may_mail:
+        return
     link = f"{base_url}/verify?token={mail_link_token(secrets, 'verify-email', user)}"
     mail.queue(
         session,
@@ -259,6 +316,13 @@ def request_password_reset(
     address = normalise_email(email)
     user = session.scalars(select(User).where(User.email == address)).first()
     if user is None or not user.is_active:
+        if ip and not ratelimit.hit(
+            session, f"mail:ip:{ip}", limit=MAIL_PER_IP, window=MAIL_WINDOW
+        ):
+            raise RateLimited(
+                "too many account mails were asked from your network address",
+                hint="wait an hour and try again",
+            )
         return
     record(
         session,
@@ -267,6 +331,8 @@ def request_password_reset(
         subject=f"user:{address}",
         ip=ip,
     )
+    if not _may_mail(session, address, ip):
+        return
     link = f"{base_url}/password/set?token={mail_link_token(secrets, 'set-password', user)}"
     mail.queue(
         session,
@@ -282,15 +348,36 @@ def set_password(
 ) -> User:
     """Set the password from a mailed link (which also proves the address); signs out others."""
     user = _read_link(session, secrets, "set-password", token)
-    check_password(password)
+    check_password(password, email=user.email)
     user.password_hash = hasher.hash(password)
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
-    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    ended = end_credentials(session, user, reason="password set", actor=user.email)
     record(
-        session, EventTag.Account.PasswordSet, actor=user.email, subject=f"user:{user.email}", ip=ip
+        session,
+        EventTag.Account.PasswordSet,
+        actor=user.email,
+        subject=f"user:{user.email}",
+        ip=ip,
+        payload=ended,
     )
     return user
+
+
+def end_credentials(session: Session, user: User, *, reason: str, actor: str) -> dict[str, int]:
+    """End every session, API token and download link of `user`; how many of each.
+
+    Whoever held the account before (a thief, or someone who signed up with this address
+    before its owner proved it) keeps nothing that acts in the owner's name.
+    """
+    from ringfence.distribution import links  # distribution builds on access, not back
+
+    sessions = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return {
+        "sessions_ended": int(sessions.rowcount or 0),  # type: ignore[attr-defined]
+        "tokens_revoked": tokens.revoke_all(session, user, reason=reason, actor=actor),
+        "links_revoked": links.revoke_all(session, user.id, reason=reason, actor=actor),
+    }
 
 
 def authenticate(

@@ -1,7 +1,8 @@
 """The access part of the JSON API (/api/v1/access), for the client CLI and integrations.
 
-Bearer tokens authenticate; a browser session works too, but then unsafe calls need the
-CSRF header (`X-CSRF-Token`), which `verify_csrf` checks and bearer calls skip.
+Bearer tokens authenticate, each route's permission checked against the token's scope
+(`ringfence.web.security.RULES`); a browser session cookie is ignored here, so no page can be
+ridden into an API call.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from ringfence.access.web_common import commit_and_deliver
 from ringfence.access.web_release import access_state
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, require_role, require_user, verify_csrf_for_session
+from ringfence.web.security import Permission, api_user, client_ip
 
-router = APIRouter(
-    prefix="/api/v1/access", tags=["access"], dependencies=[Depends(verify_csrf_for_session)]
-)
+router = APIRouter(prefix="/api/v1/access", tags=["access"])
 
 
 class RequestIn(BaseModel):
@@ -76,7 +75,7 @@ def grant_out(grant: Grant) -> dict[str, Any]:
 def release_status(
     name: str,
     version: str,
-    user: User = Depends(require_user("read")),
+    user: User = Depends(api_user(Permission.BROWSE)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """My access to a release: circle, licence (with its text), request, grant, can_download."""
@@ -93,7 +92,7 @@ def accept_licence(
     version: str,
     body: AcceptIn,
     request: Request,
-    user: User = Depends(require_user("read")),
+    user: User = Depends(api_user(Permission.REQUEST)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Accept the release's current licence (the hash must be the current text's)."""
@@ -121,7 +120,7 @@ def submit_request(
     version: str,
     body: RequestIn,
     request: Request,
-    user: User = Depends(require_user("read")),
+    user: User = Depends(api_user(Permission.REQUEST)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Ask for a release (idempotent while pending or approved)."""
@@ -144,7 +143,7 @@ def submit_request(
 
 @router.get("/requests")
 def my_requests(
-    user: User = Depends(require_user("read")), session: Session = Depends(db_session)
+    user: User = Depends(api_user(Permission.BROWSE)), session: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """My requests, newest first."""
     return [requests.request_record(r) for r in requests.user_requests(session, user)]
@@ -155,7 +154,7 @@ def appeal(
     request_id: int,
     body: AppealIn,
     request: Request,
-    user: User = Depends(require_user("read")),
+    user: User = Depends(api_user(Permission.REQUEST)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Appeal a rejection, once."""
@@ -169,7 +168,7 @@ def appeal(
 
 @router.get("/grants")
 def my_grants(
-    user: User = Depends(require_user("read")), session: Session = Depends(db_session)
+    user: User = Depends(api_user(Permission.BROWSE)), session: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """My grants, newest first."""
     return [grant_out(g) for g in grants.list_grants(session, user=user)]
@@ -182,7 +181,7 @@ def review_queue(
     q: str = "",
     limit: int = 200,
     offset: int = 0,
-    user: User = Depends(require_role("admin", "reviewer")),
+    user: User = Depends(api_user(Permission.REVIEW)),
     session: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     """Requests for reviewers, filtered."""
@@ -199,7 +198,7 @@ def review_queue(
 def decide(
     body: DecisionIn,
     request: Request,
-    user: User = Depends(require_role("admin", "reviewer")),
+    user: User = Depends(api_user(Permission.REVIEW)),
     session: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     """Approve or reject requests; each is reported (a reviewer's own request is refused)."""
@@ -223,7 +222,7 @@ def set_circle(
     version: str,
     body: CircleIn,
     request: Request,
-    user: User = Depends(require_role("admin")),
+    user: User = Depends(api_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Set a release's circle; narrowing revokes every grant outside it."""

@@ -42,6 +42,12 @@ def authorise_download(session: Session, user: User | None, release: Release) ->
         )
     if not user.is_active:
         raise PermissionDenied("this account is disabled", hint="contact the lab's admins")
+    if not user.email_verified:
+        # Whoever signed up with an address before its owner proved it never downloads as them.
+        raise PermissionDenied(
+            f"verify your address {user.email} before downloading",
+            hint="open the link we mailed you",
+        )
     grant = session.scalars(
         select(Grant).where(Grant.user_id == user.id, Grant.release_id == release.id)
     ).first()
@@ -99,6 +105,9 @@ def issue_grant(
             user_id=user.id, release_id=release.id, granted_by=granted_by, expires_at=until
         )
         session.add(grant)
+    elif grant.state != "active" or grant.expires_at <= now:
+        # A new issuance: links made under the revoked or expired one stay dead for good.
+        grant.issuance += 1
     grant.state = "active"
     grant.via = via
     grant.granted_by = granted_by

@@ -44,6 +44,14 @@ def queue_many(session: Session, mails: Iterable[tuple[str, str, str]]) -> int:
     return len(rows)
 
 
+def outbox(session: Session, to: str = "", *, limit: int = 200) -> list[Mail]:
+    """The newest queued mails (to one address when `to` is given), for the development outbox."""
+    query = select(Mail).order_by(Mail.id.desc()).limit(limit)
+    if to.strip():
+        query = query.where(Mail.to == to.strip().lower())
+    return list(session.scalars(query))
+
+
 class Mailer(Protocol):
     """Delivers queued mails; chosen by `settings.mail_backend` in `ringfence.wiring`."""
 
@@ -53,10 +61,11 @@ class Mailer(Protocol):
 
 
 class OutboxMailer:
-    """Development backend: mails stay in the database and show on the outbox page.
+    """Development backend: mails stay in the database and show on the admins' outbox page.
 
-    For development and the demo only: nothing leaves the machine, and anyone who can open
-    the outbox page reads every mail (verification links included).
+    Only with `settings.dev_outbox` (development, the demo): nothing leaves the machine, and
+    every admin reads every mail there, password-reset links included. The server warns at
+    start while it is on.
     """
 
     def deliver_pending(self, sessions: sessionmaker[Session]) -> int:
@@ -113,15 +122,26 @@ class SMTPMailer:
             return sent
 
 
+class HeldMailer:
+    """No way out: mails stay queued (and are never shown on a page) until SMTP is set up."""
+
+    def deliver_pending(self, sessions: sessionmaker[Session]) -> int:
+        return 0
+
+
 def make_mailer(settings: Settings) -> Mailer:
-    """The mailer `settings.mail_backend` names ("outbox" or "smtp")."""
+    """The development outbox when `dev_outbox` is on, else the backend `mail_backend` names."""
+    if settings.dev_outbox:
+        return OutboxMailer()
     if settings.mail_backend == "smtp":
         return SMTPMailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
-    if settings.mail_backend == "outbox":
-        return OutboxMailer()
+    if settings.mail_backend == "none":
+        log.warning("mail is not delivered (RINGFENCE_MAIL_BACKEND=none): it stays queued")
+        return HeldMailer()
     from ringfence.errors import InvalidInput
 
     raise InvalidInput(
         f"unknown mail backend {settings.mail_backend!r}",
-        hint="set RINGFENCE_MAIL_BACKEND to 'smtp' or 'outbox'",
+        hint="set RINGFENCE_MAIL_BACKEND to 'smtp' or 'none' (RINGFENCE_DEV_OUTBOX=1 for the "
+        "development outbox)",
     )

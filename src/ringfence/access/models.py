@@ -244,9 +244,22 @@ class Grant(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str] = mapped_column(String(500), default="")
+    #: how often this row was (re-)issued; links belong to one issuance
+    issuance: Mapped[int] = mapped_column(Integer, default=1)
 
     user: Mapped[User] = relationship()
     release: Mapped[Release] = relationship()
+
+
+class RateLimitHit(Base):
+    """One counted event (a mail to an address, a request from an IP) for database limits."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Mail(Base):

@@ -1,4 +1,4 @@
-"""In-memory sliding-window limits for sign-in attempts (one process; a shared store scales out)."""
+"""Limits: sign-in attempts (in this process's memory) and account mails (in the database)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from ringfence.access.models import RateLimitHit
+from ringfence.db import utcnow
 from ringfence.errors import RateLimited
 
 
@@ -62,3 +68,22 @@ class LoginLimiter:
         """Forget the pair's failures after a correct password."""
         with self._lock:
             self._failures.pop(f"{ip}|{email.lower()}", None)
+
+
+def hit(session: Session, key: str, *, limit: int, window: timedelta) -> bool:
+    """Count one event under `key` in the database; False (nothing counted) when `limit` events
+    already fall in the last `window`.
+
+    Kept in the database, not in memory, so the limit holds across several server processes.
+    Two processes racing may each let one more through: limits bound abuse, not exact counts.
+    """
+    now = utcnow()
+    since = now - window
+    session.execute(delete(RateLimitHit).where(RateLimitHit.key == key, RateLimitHit.at <= since))
+    count = session.scalar(
+        select(func.count(RateLimitHit.id)).where(RateLimitHit.key == key, RateLimitHit.at > since)
+    )
+    if (count or 0) >= limit:
+        return False
+    session.add(RateLimitHit(key=key[:400], at=now))
+    return True

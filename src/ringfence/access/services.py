@@ -6,7 +6,7 @@ The work is split by seam into `accounts`, `tokens`, `circles`, `licences`, `req
     from ringfence.access.services import authorise_download, user_from_token
 
     grant = authorise_download(session, user, release)   # PermissionDenied says why not
-    user = user_from_token(session, raw_token, "download")
+    token = user_from_token(session, raw_token)   # its scope: ringfence.web.security
 """
 
 from __future__ import annotations

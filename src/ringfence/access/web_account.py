@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, grants, requests, tokens
-from ringfence.access.models import Mail, User
+from ringfence.access import accounts, grants, mail, requests, tokens
+from ringfence.access.models import User
 from ringfence.access.web_common import (
     commit_and_deliver,
     form_error,
@@ -22,9 +21,10 @@ from ringfence.errors import NotFound, RingfenceError
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.security import (
     SESSION_COOKIE,
+    Permission,
     clear_session_cookie,
     client_ip,
-    require_user,
+    page_user,
     set_session_cookie,
     verify_csrf,
 )
@@ -194,7 +194,7 @@ def _account_context(session: Session, user: User) -> dict[str, Any]:
 @router.get("/account", response_class=HTMLResponse)
 def account(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ACCOUNT)),
     session: Session = Depends(db_session),
 ) -> Response:
     """My requests, grants and API tokens."""
@@ -206,7 +206,7 @@ def create_token(
     request: Request,
     scope: str = Form("read"),
     name: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.TOKENS)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Create a token and show it on this page once."""
@@ -226,7 +226,7 @@ def create_token(
 def revoke_token(
     request: Request,
     token_id: int,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ACCOUNT)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Revoke one of my tokens."""
@@ -240,7 +240,7 @@ def appeal(
     request: Request,
     request_id: int,
     text: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.REQUEST)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Appeal a rejection, once."""
@@ -255,12 +255,18 @@ def appeal(
     return redirect("/account", "appealed")
 
 
-@router.get("/outbox", response_class=HTMLResponse)
-def outbox(request: Request, to: str = "", session: Session = Depends(db_session)) -> Response:
-    """Development mail backend: every queued mail (absent with the SMTP backend)."""
-    if get_services(request).settings.mail_backend != "outbox":
+def _outbox_on(request: Request) -> None:
+    # Checked before who is asking: without the setting the page does not exist for anyone.
+    if not get_services(request).settings.dev_outbox:
         raise NotFound("there is no outbox: mail goes out through SMTP")
-    query = select(Mail).order_by(Mail.id.desc()).limit(200)
-    if to.strip():
-        query = query.where(Mail.to == to.strip().lower())
-    return render(request, "access/outbox.html", {"mails": list(session.scalars(query)), "to": to})
+
+
+@router.get("/outbox", response_class=HTMLResponse, dependencies=[Depends(_outbox_on)])
+def outbox(
+    request: Request,
+    to: str = "",
+    user: User = Depends(page_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Development mail backend: queued mails, for admins, only when `dev_outbox` is on."""
+    return render(request, "access/outbox.html", {"mails": mail.outbox(session, to), "to": to})

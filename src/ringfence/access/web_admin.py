@@ -15,18 +15,16 @@ from ringfence.access.web_common import (
     form_error,
     redirect,
     render,
-    require_page_role,
 )
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Licence
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, require_user, verify_csrf
+from ringfence.web.security import Permission, client_ip, page_user, verify_csrf
 
 router = APIRouter(include_in_schema=False)
 CSRF = [Depends(verify_csrf)]
-REVIEWERS = ("admin", "reviewer")
 
 
 def _review_context(session: Session, state: str, release: str, q: str) -> dict[str, Any]:
@@ -45,11 +43,10 @@ def review(
     state: str = "pending",
     release: str = "",
     q: str = "",
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.REVIEW)),
     session: Session = Depends(db_session),
 ) -> Response:
     """The review queue, filtered by state, release and requester."""
-    require_page_role(user, *REVIEWERS)
     return render(
         request, "access/review.html", {"me": user, **_review_context(session, state, release, q)}
     )
@@ -58,11 +55,10 @@ def review(
 @router.post("/review/decide", dependencies=CSRF)
 async def decide(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.REVIEW)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Approve or reject the ticked requests (bulk)."""
-    require_page_role(user, *REVIEWERS)
     form = await request.form()
     action = str(form.get("action", ""))
     reason = str(form.get("reason", ""))
@@ -120,11 +116,10 @@ def _circles_context(session: Session) -> dict[str, Any]:
 @router.get("/admin/circles", response_class=HTMLResponse)
 def circles_page(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Releases and their circles; institutions and NDAs."""
-    require_page_role(user, "admin")
     return render(request, "access/circles.html", _circles_context(session))
 
 
@@ -134,11 +129,10 @@ def set_circle(
     release: str = Form(""),
     circle: str = Form(""),
     reason: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Set a release's circle (narrowing revokes grants outside it)."""
-    require_page_role(user, "admin")
     try:
         circles.set_circle(
             session,
@@ -161,11 +155,10 @@ def add_institution(
     request: Request,
     name: str = Form(""),
     domains: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Record an institution and its verified domains (comma-separated)."""
-    require_page_role(user, "admin")
     try:
         accounts.add_institution(session, name, domains.replace(",", " ").split(), actor=user.email)
     except RingfenceError as exc:
@@ -183,11 +176,10 @@ async def add_nda(
     signatory: str = Form(""),
     expires: str = Form(""),
     document: UploadFile = File(...),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Store a signed NDA document and record it (then countersign it)."""
-    require_page_role(user, "admin")
     try:
         data = await document.read(50 * 1024 * 1024 + 1)
         circles.record_nda(
@@ -212,11 +204,10 @@ async def add_nda(
 def countersign(
     request: Request,
     nda_id: int,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Countersign an NDA as the signed-in admin."""
-    require_page_role(user, "admin")
     circles.countersign_nda(session, circles.get_nda(session, nda_id), user, ip=client_ip(request))
     session.commit()
     return redirect("/admin/circles", "saved")
@@ -236,11 +227,10 @@ def _licences_context(session: Session) -> dict[str, Any]:
 @router.get("/admin/licences", response_class=HTMLResponse)
 def licences_page(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Licence versions; which release names which."""
-    require_page_role(user, "admin")
     return render(request, "access/licences.html", _licences_context(session))
 
 
@@ -250,11 +240,10 @@ def add_licence(
     slug: str = Form(""),
     title: str = Form(""),
     text: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Add a licence version (empty text: the shipped research-only template)."""
-    require_page_role(user, "admin")
     try:
         if not text.strip() and slug.strip() == licences.RESEARCH_ONLY:
             licences.install_research_licence(session, actor=user.email)
@@ -279,11 +268,10 @@ def set_licence(
     request: Request,
     release: str = Form(""),
     licence: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Name a release's licence; holders must accept it again."""
-    require_page_role(user, "admin")
     try:
         licences.set_release_licence(
             session,
@@ -311,11 +299,10 @@ def _users_context(session: Session) -> dict[str, Any]:
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(
     request: Request,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Every account with its role and institution."""
-    require_page_role(user, "admin")
     return render(request, "access/users.html", _users_context(session))
 
 
@@ -327,11 +314,10 @@ def update_user(
     institution: str = Form(""),
     active: str = Form("on"),
     create: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Add a user, or change a user's role, institution and whether the account is active."""
-    require_page_role(user, "admin")
     svc = get_services(request)
     try:
         if create:

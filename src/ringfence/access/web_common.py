@@ -9,8 +9,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access.models import User
-from ringfence.errors import PermissionDenied, RingfenceError
+from ringfence.errors import RingfenceError
 from ringfence.web.deps import get_services
 from ringfence.web.security import attach_anon_cookie
 from ringfence.web.templating import templates
@@ -56,12 +55,6 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/account"
-
-
-def require_page_role(user: User, *roles: str) -> None:
-    """PermissionDenied unless the signed-in user has one of `roles`."""
-    if user.role not in roles:
-        raise PermissionDenied(f"this page needs the {' or '.join(roles)} role")
 
 
 def form_error(

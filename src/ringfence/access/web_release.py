@@ -21,7 +21,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.errors import RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, require_user, template_user, verify_csrf
+from ringfence.web.security import Permission, client_ip, page_user, template_user, verify_csrf
 from ringfence.web.templating import templates
 
 router = APIRouter(include_in_schema=False)
@@ -110,7 +110,7 @@ async def submit_request(
     request: Request,
     name: str,
     version: str,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.REQUEST)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Send the release's request form."""
@@ -142,7 +142,7 @@ def accept_licence(
     version: str,
     licence_sha256: str = Form(""),
     agree: str = Form(""),
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.REQUEST)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Accept the licence text the page showed (its hash travels with the form)."""

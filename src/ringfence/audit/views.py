@@ -9,10 +9,10 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import User
-from ringfence.access.web_common import render, require_page_role
+from ringfence.access.web_common import render
 from ringfence.audit import services as audit
 from ringfence.web.deps import db_session
-from ringfence.web.security import require_role, require_user
+from ringfence.web.security import Permission, api_user, page_user
 
 router = APIRouter()
 
@@ -24,11 +24,10 @@ def audit_page(
     actor: str = "",
     subject: str = "",
     before: int | None = None,
-    user: User = Depends(require_user()),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Events, newest first, filtered by tag prefix, actor and subject; chain status on top."""
-    require_page_role(user, "admin")
     events = audit.query_events(session, tag=tag, actor=actor, subject=subject, before=before)
     return render(
         request,
@@ -49,7 +48,7 @@ def api_events(
     subject: str = "",
     before: int | None = None,
     limit: int = audit.PAGE,
-    user: User = Depends(require_role("admin")),
+    user: User = Depends(api_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     """Events, newest first (admin)."""
@@ -63,7 +62,7 @@ def api_events(
 
 @router.get("/api/v1/audit/verify", tags=["audit"])
 def api_verify(
-    user: User = Depends(require_role("admin")), session: Session = Depends(db_session)
+    user: User = Depends(api_user(Permission.ADMIN)), session: Session = Depends(db_session)
 ) -> dict[str, Any]:
     """Recompute the chain (admin)."""
     report = audit.verify(session)

@@ -15,7 +15,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.errors import NotFound
 from ringfence.web.deps import db_session
-from ringfence.web.security import current_user
+from ringfence.web.security import optional_api_user, optional_page_user
 from ringfence.web.templating import templates
 
 router = APIRouter()
@@ -40,7 +40,10 @@ class ReleaseOut(BaseModel):
     version: str
     circle: str
     licence: str | None
-    manifest_sha256: str
+    #: the lab's people see the original's manifest hash; everyone else the hash of their own
+    #: signed manifest (None until it is computed, or without a grant): the original's hash
+    #: would tell anyone whether a file is the unmarked original
+    manifest_sha256: str | None
     size: int
     parameters: int
     created_at: str
@@ -50,15 +53,21 @@ class ReleaseOut(BaseModel):
 WEIGHT_FORMATS = ("safetensors", "gguf")
 
 
-def release_out(release: Release, user: User | None) -> ReleaseOut:
+def release_out(session: Session, release: Release, user: User | None) -> ReleaseOut:
     """The API view of a release (original weight hashes only for the lab's own people)."""
     lab = user is not None and user.is_lab
+    manifest: str | None = release.manifest_sha256 if lab else None
+    if user is not None and not lab:
+        from ringfence.distribution.services import manifest_row
+
+        own = manifest_row(session, release.id, user.id)
+        manifest = own.root_sha256 if own is not None and own.state == "ready" else None
     return ReleaseOut(
         model=release.model.name,
         version=release.version,
         circle=release.circle,
         licence=release.licence.ref if release.licence else None,
-        manifest_sha256=release.manifest_sha256,
+        manifest_sha256=manifest,
         size=release.total_size,
         parameters=release.parameter_count,
         created_at=release.created_at.isoformat(timespec="seconds"),
@@ -88,7 +97,7 @@ def visible_release(session: Session, ref: str, user: User | None) -> Release:
 def catalogue_page(
     request: Request,
     session: Session = Depends(db_session),
-    user: User | None = Depends(current_user),
+    user: User | None = Depends(optional_page_user),
 ) -> Any:
     """Every model and the releases the caller may see."""
     listing = []
@@ -105,7 +114,7 @@ def release_page(
     name: str,
     version: str,
     session: Session = Depends(db_session),
-    user: User | None = Depends(current_user),
+    user: User | None = Depends(optional_page_user),
 ) -> Any:
     """One release: circle, licence, files with sizes and hashes, tensor counts."""
     release = visible_release(session, f"{name}@{version}", user)
@@ -114,11 +123,13 @@ def release_page(
 
 @router.get("/api/v1/releases", response_model=list[ReleaseOut], tags=["catalogue"])
 def api_releases(
-    session: Session = Depends(db_session), user: User | None = Depends(current_user)
+    session: Session = Depends(db_session), user: User | None = Depends(optional_api_user)
 ) -> list[ReleaseOut]:
     """Every release the caller may see, newest first."""
     return [
-        release_out(r, user) for r in catalogue.list_releases(session) if visible(session, r, user)
+        release_out(session, r, user)
+        for r in catalogue.list_releases(session)
+        if visible(session, r, user)
     ]
 
 
@@ -127,7 +138,7 @@ def api_release(
     name: str,
     version: str,
     session: Session = Depends(db_session),
-    user: User | None = Depends(current_user),
+    user: User | None = Depends(optional_api_user),
 ) -> ReleaseOut:
     """One release with its files (not found when the caller may not see it)."""
-    return release_out(visible_release(session, f"{name}@{version}", user), user)
+    return release_out(session, visible_release(session, f"{name}@{version}", user), user)

@@ -85,12 +85,16 @@ def run(
     """Initialise the data dir, publish smollm2@1.0 if needed, and serve."""
     prepare(quiet=True)
     svc = services()
+    # The demo has no mail server: mails stay in the database and admins read them at /outbox.
+    svc.settings.dev_outbox = True
     passwords = set_up(svc)
     console.print(f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/")
     console.print("  smollm2@1.0 (the real SmolLM2-135M-Instruct) is in the research circle.")
     console.print(
-        "  Sign up as a researcher; verification mails land on /outbox (dev mail backend)."
+        "  [yellow]Development outbox ON[/yellow]: no mail leaves this machine; admins read "
+        f"every mail (verification and reset links) at http://{host}:{port}/outbox."
     )
+    console.print("  Sign up as a researcher, then find your verification mail there as admin.")
     for email, password in passwords.items():
         console.print(f"  staff account {email} password: {password}  (shown once)")
     console.print(f"  API docs: http://{host}:{port}/api/v1/docs\n")

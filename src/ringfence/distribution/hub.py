@@ -36,6 +36,7 @@ from ringfence.errors import (
     RingfenceError,
 )
 from ringfence.web.deps import get_services
+from ringfence.web.security import Permission, api_caller, caller_name
 from ringfence.wiring import Services
 
 router = APIRouter(include_in_schema=False)
@@ -55,24 +56,15 @@ class _HubError(Exception):
         return JSONResponse({"error": self.message}, status_code=self.status, headers=headers)
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-def _caller(request: Request, session: Session) -> User | None:
-    raw = _bearer(request)
-    if raw is None:
-        from ringfence.access.accounts import user_from_session
-        from ringfence.web.security import SESSION_COOKIE
-
-        cookie = request.cookies.get(SESSION_COOKIE)
-        return user_from_session(session, cookie) if cookie else None
+def _caller(request: Request, session: Session, permission: Permission) -> User | None:
+    # The one identity of every API (ringfence.web.security): tokens only, scope checked.
     try:
-        return sources.token_user(session, raw, "download")
-    except (AuthenticationRequired, PermissionDenied) as exc:
+        return api_caller(request, session, permission)
+    except AuthenticationRequired as exc:
         # The Hub's own wording: huggingface_hub then says "invalid credentials".
         raise _HubError(401, None, "Invalid credentials in Authorization header") from exc
+    except PermissionDenied as exc:
+        raise _HubError(403, None, exc.diagnostics()) from exc
 
 
 def _translate(exc: RingfenceError, repo: str, commit: str | None = None) -> _HubError:
@@ -157,7 +149,7 @@ def _info(request: Request, ns: str, name: str, revision: str) -> Response:
     repo = f"{ns}/{name}"
     try:
         with transaction(services.sessions) as session:
-            user = _caller(request, session)
+            user = _caller(request, session, Permission.BROWSE)
             release = _release(session, services, ns, name, revision, user)
             try:
                 sources.authorise(session, user, release)
@@ -226,7 +218,7 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
     recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
     try:
         with transaction(services.sessions) as session:
-            user = _caller(request, session)
+            user = _caller(request, session, Permission.BROWSE)
             release = _release(session, services, ns, name, revision, user)
             try:
                 sources.authorise(session, user, release)
@@ -274,17 +266,18 @@ def deliver(
     ua = request.headers.get("user-agent")
     try:
         delivery = _in_transaction(services, build, send_body, ip, ua)
-    except (PermissionDenied, AuthenticationRequired) as exc:
+    except (PermissionDenied, AuthenticationRequired, _HubError) as exc:
         if send_body:
+            # Refusals name the caller whenever the request proved who it is.
             dist.record_refusal(
                 services,
                 subject=subject,
-                reason=exc.diagnostics(),
-                actor="anonymous",
+                reason=exc.message if isinstance(exc, _HubError) else exc.diagnostics(),
+                actor=caller_name(request),
                 ip=ip,
                 user_agent=ua,
             )
-        return refuse(exc)
+        return exc.response() if isinstance(exc, _HubError) else refuse(exc)
     except RingfenceError as exc:
         return refuse(exc)
     headers = delivery.headers()
@@ -311,7 +304,7 @@ def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> R
     commit: list[str] = []
 
     def build(session: Session, send_body: bool, ip: str | None, ua: str | None) -> dist.Delivery:
-        user = _caller(request, session)
+        user = _caller(request, session, Permission.DOWNLOAD)
         release = _release(session, services, ns, name, revision, user)
         if user is not None:
             commit.append(dist.commit_hash(services.secrets, release, user.id))

@@ -68,6 +68,7 @@ def create_link(
     link = DownloadLink(
         nonce=pysecrets.token_hex(16),
         grant_id=grant.id,
+        grant_issuance=grant.issuance,
         user_id=grant.user_id,
         release_id=release.id,
         created_by=actor,
@@ -144,6 +145,28 @@ def revoke_link(session: Session, link_id: int, *, reason: str, actor: str) -> D
             payload={"grant": link.grant_id, "reason": reason[:500]},
         )
     return link
+
+
+def revoke_all(session: Session, user_id: int, *, reason: str, actor: str) -> int:
+    """Kill every live link of one holder at once (audited as one event); how many."""
+    live = list(
+        session.scalars(
+            select(DownloadLink).where(
+                DownloadLink.user_id == user_id, DownloadLink.revoked_at.is_(None)
+            )
+        )
+    )
+    for link in live:
+        link.revoked_at = utcnow()
+    if live:
+        record(
+            session,
+            EventTag.Distribution.LinkRevoked,
+            actor=actor,
+            subject=f"user:{user_id}",
+            payload={"link_ids": [link.id for link in live], "reason": reason[:500]},
+        )
+    return len(live)
 
 
 def _used_up(link: DownloadLink) -> str:

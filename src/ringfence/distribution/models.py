@@ -26,6 +26,8 @@ class DownloadLink(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     nonce: Mapped[str] = mapped_column(String(32), unique=True)
     grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"), index=True)
+    #: the grant's issuance the link was made under: a re-approved grant does not revive it
+    grant_issuance: Mapped[int] = mapped_column(Integer, default=1)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
     created_by: Mapped[str] = mapped_column(String(320))

@@ -116,7 +116,7 @@ def prepare_delivery(
     """Check the grant, choose the bytes, charge the link and audit the use (GET only)."""
     grant = sources.authorise(session, user, release)
     assert user is not None  # authorise refuses anonymous callers
-    if link is not None and link.grant_id != grant.id:
+    if link is not None and not _link_of(link, grant):
         raise TokenInvalid("this download link belongs to an earlier grant", hint="ask again")
     artifact = artifact_of(release, path)
     recipient = sources.recipient_for(session, release, user)
@@ -199,9 +199,15 @@ def open_link(session: Session, secrets: SecretStore, token: str) -> LinkAccess:
     if user is None:
         raise TokenInvalid("the holder of this download link no longer exists")
     grant = sources.authorise(session, user, release)
-    if grant.id != link.grant_id:
+    if not _link_of(link, grant):
         raise TokenInvalid("this download link belongs to an earlier grant", hint="ask again")
     return LinkAccess(link, release, user, grant)
+
+
+def _link_of(link: DownloadLink, grant: Grant) -> bool:
+    # The same grant row and the same issuance of it: a revoked grant approved again is a
+    # new issuance, and the links of the old one never come back.
+    return link.grant_id == grant.id and link.grant_issuance == grant.issuance
 
 
 def create_link_for(

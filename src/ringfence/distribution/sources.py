@@ -15,7 +15,7 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from ringfence.access.models import Grant, User
-from ringfence.access.services import authorise_download, user_from_token
+from ringfence.access.services import authorise_download
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.fingerprint.plan import FingerprintPlan
 from ringfence.fingerprint.services import (
@@ -29,7 +29,7 @@ from ringfence.fingerprint.services import (
 from ringfence.fingerprint.stream import fingerprinted_bytes
 from ringfence.wiring import Services
 
-__all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for", "token_user"]
+__all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for"]
 
 #: bytes per chunk of a fingerprinted stream
 STREAM_CHUNK = 2 * 1024 * 1024
@@ -38,11 +38,6 @@ STREAM_CHUNK = 2 * 1024 * 1024
 def authorise(session: Session, user: User | None, release: Release) -> Grant:
     """The grant that lets `user` download `release` now; raises with the reason otherwise."""
     return authorise_download(session, user, release)
-
-
-def token_user(session: Session, raw_token: str, scope: str = "download") -> User:
-    """The user a bearer token belongs to, when its scope covers `scope`."""
-    return user_from_token(session, raw_token, scope)
 
 
 @dataclass(frozen=True)

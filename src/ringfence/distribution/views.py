@@ -16,7 +16,7 @@ from ringfence.distribution import services as dist
 from ringfence.distribution.tasks import lifespan
 from ringfence.errors import NotFound, RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import client_ip, require_user
+from ringfence.web.security import Permission, api_user, client_ip
 from ringfence.web.templating import templates
 
 router = APIRouter(lifespan=lifespan)
@@ -93,6 +93,7 @@ def link_file(request: Request, token: str, path: str) -> Response:
 
     def build(session: Session, send_body: bool, ip: str | None, ua: str | None) -> dist.Delivery:
         access = dist.open_link(session, services.secrets, token)
+        request.state.caller = access.user.email
         return dist.prepare_delivery(
             session,
             services,
@@ -126,7 +127,7 @@ class LinkIn(BaseModel):
 def create_link(
     request: Request,
     body: LinkIn,
-    user: User = Depends(require_user("download")),
+    user: User = Depends(api_user(Permission.DOWNLOAD)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """A signed link to the caller's own copy of a release."""
@@ -154,7 +155,7 @@ def create_link(
 def my_manifest(
     request: Request,
     ref: str,
-    user: User = Depends(require_user("download")),
+    user: User = Depends(api_user(Permission.DOWNLOAD)),
     session: Session = Depends(db_session),
 ) -> Response:
     """The caller's signed manifest for a release they may download."""

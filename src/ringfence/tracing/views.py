@@ -16,14 +16,14 @@ from ringfence.errors import InvalidInput
 from ringfence.tracing import services as tracing
 from ringfence.tracing.report import render_report
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.security import require_role, verify_csrf
+from ringfence.web.security import Permission, api_user, page_user, verify_csrf
 from ringfence.web.templating import templates
 
-router = APIRouter(dependencies=[Depends(verify_csrf)])
+router = APIRouter()
 
 
 @router.get("/admin/trace", response_class=HTMLResponse)
-def trace_form(request: Request, user: User = Depends(require_role("admin"))) -> Response:
+def trace_form(request: Request, user: User = Depends(page_user(Permission.ADMIN))) -> Response:
     """The upload form (admin)."""
     return templates.TemplateResponse(request, "tracing/trace.html", {"user": user})
 
@@ -50,12 +50,12 @@ def _run(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@router.post("/admin/trace", response_class=HTMLResponse)
+@router.post("/admin/trace", response_class=HTMLResponse, dependencies=[Depends(verify_csrf)])
 def trace_upload(
     request: Request,
     suspect: UploadFile = File(...),
     release: str = Form(""),
-    user: User = Depends(require_role("admin")),
+    user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
     """Trace an uploaded file and answer with the evidence report (admin)."""
@@ -68,7 +68,7 @@ def api_trace(
     request: Request,
     suspect: UploadFile = File(...),
     release: str = Form(""),
-    user: User = Depends(require_role("admin")),
+    user: User = Depends(api_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Trace an uploaded file; the same JSON object as `ringfence trace --json` (admin)."""

@@ -54,6 +54,12 @@ def create_app(services: Services | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    if services.settings.dev_outbox:
+        log.warning(
+            "the development outbox is ON (RINGFENCE_DEV_OUTBOX): mails are not sent, and "
+            "every admin can read every mail, password-reset links included, at /outbox; "
+            "never run a real deployment like this"
+        )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(RingfenceError)

@@ -1,16 +1,24 @@
-"""Who is calling: session cookies or bearer tokens, role checks and CSRF for forms.
+"""Who is calling, and what they may do: one identity for pages, the JSON API and the Hub API.
 
-Public interface for every area's views:
+Two kinds of principal, never mixed (as warehouse keeps sessions and macaroons apart):
 
-    from ringfence.web.security import current_user, require_user, require_role, verify_csrf
+- a **browser session** (cookie `rf_session`) authenticates pages, and only pages; every
+  unsafe page request must carry the per-session CSRF token (`verify_csrf`);
+- an **API token** (`Authorization: Bearer rf_...`) authenticates the JSON API (`/api/v1`)
+  and the Hub API, and only those; its scope is checked against the route's permission.
+
+A token sent to a page, or a cookie sent to an API, is ignored: the caller is anonymous
+there. Views ask for a `Permission`:
 
     @router.get("/api/v1/things")
-    def things(user: User = Depends(require_user("download"))): ...
+    def things(user: User = Depends(api_user(Permission.BROWSE))): ...
 
-A request with `Authorization: Bearer <token>` is authenticated by the token alone (cookies
-are ignored) and needs the route's scope; a browser is authenticated by its session cookie and
-acts with its role's full rights. Unsafe form posts from browsers must carry the per-session
-CSRF token (`verify_csrf`); bearer calls need none, as browsers never attach tokens on their own.
+    @router.get("/account")
+    def account(user: User = Depends(page_user(Permission.ACCOUNT))): ...
+
+`RULES` says, for each permission, which token scope may exercise it (None: sessions only),
+which roles hold it and whether the address must be verified. `authorise_download` and
+`visible` stay the per-object rules a view applies after this.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import hmac
 import secrets as pysecrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
@@ -29,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from ringfence.access import accounts
 from ringfence.access.models import User
-from ringfence.access.tokens import user_from_token
+from ringfence.access.tokens import scope_allows, user_from_token
 from ringfence.errors import AuthenticationRequired, PermissionDenied
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.templating import templates
@@ -38,6 +47,71 @@ SESSION_COOKIE = "rf_session"
 ANON_COOKIE = "rf_anon"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+
+
+class Permission(StrEnum):
+    """What a route lets its caller do."""
+
+    #: see the releases one may see, one's own requests, grants and files' metadata
+    BROWSE = "browse"
+    #: ask for a release, accept its licence, appeal a rejection
+    REQUEST = "request"
+    #: make download links, fetch one's own fingerprinted copy and signed manifest
+    DOWNLOAD = "download"
+    #: one's own account page, sign-out, two-factor settings
+    ACCOUNT = "account"
+    #: create and revoke API tokens
+    TOKENS = "tokens"
+    #: read and decide access requests
+    REVIEW = "review"
+    #: the lab's decisions: circles, licences, users, institutions, NDAs, audit, traces
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who holds a permission, and by which means of authentication."""
+
+    #: the token scope that may exercise it; None: a browser session only
+    scope: str | None
+    #: the roles that hold it; None: every account
+    roles: tuple[str, ...] | None
+    #: whether the account's address must be verified first
+    verified: bool
+
+
+RULES: dict[Permission, Rule] = {
+    Permission.BROWSE: Rule("read", None, verified=False),
+    Permission.REQUEST: Rule("download", None, verified=True),
+    Permission.DOWNLOAD: Rule("download", None, verified=True),
+    Permission.ACCOUNT: Rule(None, None, verified=False),
+    # A token never mints or revokes tokens: a leaked one cannot widen or entrench itself.
+    Permission.TOKENS: Rule(None, None, verified=True),
+    Permission.REVIEW: Rule("admin", ("admin", "reviewer"), verified=True),
+    Permission.ADMIN: Rule("admin", ("admin",), verified=True),
+}
+
+
+def check_permission(user: User, permission: Permission, *, token_scope: str | None) -> None:
+    """PermissionDenied unless `user` (through a token of `token_scope`, or a session) may."""
+    rule = RULES[permission]
+    if token_scope is not None:
+        if rule.scope is None:
+            raise PermissionDenied(
+                "API tokens cannot do this", hint="sign in with a browser to do it"
+            )
+        if not scope_allows(token_scope, rule.scope):
+            raise PermissionDenied(
+                f"this API token has the {token_scope!r} scope; {rule.scope!r} is needed",
+                hint=f"create a token with the {rule.scope} scope",
+            )
+    if rule.roles is not None and user.role not in rule.roles:
+        raise PermissionDenied(f"this needs the {' or '.join(rule.roles)} role")
+    if rule.verified and not user.email_verified:
+        raise PermissionDenied(
+            f"verify your address {user.email} first",
+            hint="open the link we mailed you, or ask for a new one with a password reset",
+        )
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -51,58 +125,111 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _bearer(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
+    """The bearer token the request carries, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _authenticate(request: Request, session: Session, scope: str) -> User | None:
-    raw = _bearer(request)
-    user: User | None
-    if raw is not None:
-        user = user_from_token(session, raw, scope)
-        request.state.auth = "token"
-    else:
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        user = accounts.user_from_session(session, cookie) if cookie else None
-        request.state.auth = "session" if user else None
-    request.state.account = _snapshot(user)
+@dataclass(frozen=True)
+class Account:
+    """Who is signed in, as plain values a template can read after the session closed."""
+
+    id: int
+    email: str
+    role: str
+
+
+def _remember(request: Request, user: User | None) -> None:
+    request.state.account = Account(user.id, user.email, user.role) if user else None
+    request.state.caller = user.email if user else None
+
+
+# Pages ---------------------------------------------------------------------------------
+
+
+def session_user(request: Request, session: Session) -> User | None:
+    """The signed-in user of this browser (the session cookie alone), or None."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    user = accounts.user_from_session(session, cookie) if cookie else None
+    _remember(request, user)
     return user
 
 
-def current_user(request: Request, session: Session = Depends(db_session)) -> User | None:
-    """The signed-in user (cookie) or token holder (read scope), or None for anonymous."""
-    return _authenticate(request, session, "read")
+def optional_page_user(request: Request, session: Session = Depends(db_session)) -> User | None:
+    """A page's caller when signed in, None for anonymous (tokens are ignored on pages)."""
+    return session_user(request, session)
 
 
-def require_user(scope: str = "read") -> Callable[..., User]:
-    """A dependency giving the caller, who must be signed in (or hold a token of `scope`)."""
+def page_user(permission: Permission = Permission.ACCOUNT) -> Callable[..., User]:
+    """A page dependency: the signed-in user, who must hold `permission`."""
 
     def dependency(request: Request, session: Session = Depends(db_session)) -> User:
-        user = _authenticate(request, session, scope)
+        user = session_user(request, session)
+        if user is None:
+            raise AuthenticationRequired("sign in first", hint="open /login")
+        check_permission(user, permission, token_scope=None)
+        return user
+
+    return dependency
+
+
+# APIs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenCaller:
+    """An API caller: the token's holder and the token's scope."""
+
+    user: User
+    scope: str
+
+
+def token_caller(request: Request, session: Session) -> TokenCaller | None:
+    """The holder of the request's bearer token, or None without one (cookies are ignored).
+
+    Raises AuthenticationRequired for a token that is unknown, revoked, expired or whose
+    account is disabled: a wrong token is an error, not anonymity.
+    """
+    raw = bearer(request)
+    if raw is None:
+        _remember(request, None)
+        return None
+    token = user_from_token(session, raw)
+    _remember(request, token.user)
+    return TokenCaller(token.user, token.scope)
+
+
+def api_caller(request: Request, session: Session, permission: Permission) -> User | None:
+    """The token holder when the token may exercise `permission`; None when anonymous."""
+    caller = token_caller(request, session)
+    if caller is None:
+        return None
+    check_permission(caller.user, permission, token_scope=caller.scope)
+    return caller.user
+
+
+def optional_api_user(request: Request, session: Session = Depends(db_session)) -> User | None:
+    """An API route's caller with a browsing token, or None for anonymous."""
+    return api_caller(request, session, Permission.BROWSE)
+
+
+def api_user(permission: Permission) -> Callable[..., User]:
+    """An API dependency: the token holder, whose token and role cover `permission`."""
+
+    def dependency(request: Request, session: Session = Depends(db_session)) -> User:
+        user = api_caller(request, session, permission)
         if user is None:
             raise AuthenticationRequired(
-                "sign in first", hint="use a session or `Authorization: Bearer <token>`"
+                "this API needs a token", hint="send `Authorization: Bearer <token>`"
             )
         return user
 
     return dependency
 
 
-def require_role(*roles: str, scope: str = "admin") -> Callable[..., User]:
-    """A dependency giving the caller when their role is one of `roles`.
-
-    Tokens need `scope` too (default admin: a leaked read token must not approve requests).
-    """
-
-    def dependency(request: Request, session: Session = Depends(db_session)) -> User:
-        user = require_user(scope)(request, session)
-        if user.role not in roles:
-            raise PermissionDenied(f"this needs the {' or '.join(roles)} role")
-        return user
-
-    return dependency
+# CSRF ----------------------------------------------------------------------------------
 
 
 def _csrf_key(request: Request) -> bytes:
@@ -135,8 +262,12 @@ def csrf_input(request: Request) -> Markup:
 
 
 async def verify_csrf(request: Request) -> None:
-    """Refuse an unsafe browser request without the right CSRF token (bearer calls pass)."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or _bearer(request) is not None:
+    """Refuse an unsafe page request without this browser's CSRF token.
+
+    Every unsafe method is checked, whatever else the request carries: pages ignore bearer
+    tokens, so a token never buys a way around the check.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent:
@@ -153,6 +284,9 @@ async def verify_csrf(request: Request) -> None:
         raise PermissionDenied(
             "the form expired or did not come from this site", hint="reload the page and try again"
         )
+
+
+# Cookies -------------------------------------------------------------------------------
 
 
 def _secure(request: Request) -> bool:
@@ -187,43 +321,23 @@ def attach_anon_cookie(request: Request, response: Response) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Account:
-    """Who is signed in, as plain values a template can read after the session closed."""
-
-    id: int
-    email: str
-    role: str
-
-
-def _snapshot(user: User | None) -> Account | None:
-    return Account(user.id, user.email, user.role) if user is not None else None
-
-
 def template_user(request: Request) -> Account | None:
     """The signed-in account for templates rendered by any area (looked up once per request)."""
     if hasattr(request.state, "account"):
         cached: Account | None = request.state.account
         return cached
-    cookie = request.cookies.get(SESSION_COOKIE, "")
-    account = None
-    if cookie:
-        with get_services(request).sessions() as session:
-            account = _snapshot(accounts.user_from_session(session, cookie))
-    request.state.account = account
-    return account
+    with get_services(request).sessions() as session:
+        session_user(request, session)
+    cached = request.state.account
+    return cached
+
+
+def caller_name(request: Request) -> str:
+    """The known caller's address for audit records of refusals, else "anonymous"."""
+    name = getattr(request.state, "caller", None)
+    return str(name) if name else "anonymous"
 
 
 templates.env.globals["csrf_input"] = csrf_input
 templates.env.globals["csrf_token"] = csrf_token
 templates.env.globals["account_user"] = template_user
-
-
-async def verify_csrf_for_session(request: Request) -> None:
-    """`verify_csrf` for JSON APIs: only a browser session can be ridden cross-site.
-
-    A call with neither a session cookie nor a token is simply anonymous, and the route's
-    authentication answers it (401) rather than a CSRF refusal.
-    """
-    if request.cookies.get(SESSION_COOKIE):
-        await verify_csrf(request)

@@ -118,12 +118,17 @@ def test_sessions_and_tokens(session: Session) -> None:
         tokens.create_token(session, member, "admin", actor="test")
     new = tokens.create_token(session, admin, "download", actor="test")
     assert new.raw.startswith("rf_") and new.token.token_hash != new.raw
-    assert tokens.user_from_token(session, new.raw, "read") is admin
-    with pytest.raises(PermissionDenied, match="scope"):
-        tokens.user_from_token(session, new.raw, "admin")
+    found = tokens.user_from_token(session, new.raw)
+    assert found.user is admin and found.scope == "download"
     tokens.revoke_token(session, admin, new.token.id, actor="test")
     with pytest.raises(AuthenticationRequired):
-        tokens.user_from_token(session, new.raw, "read")
+        tokens.user_from_token(session, new.raw)
+
+
+def test_unverified_account_cannot_create_tokens(session: Session) -> None:
+    squatter = make_user(session, "victim@uni.example", verified=False)
+    with pytest.raises(PermissionDenied, match="verify"):
+        tokens.create_token(session, squatter, "download", actor="test")
 
 
 def test_request_review_appeal_and_download(session: Session) -> None:
