@@ -12,7 +12,7 @@ written from DESIGN.md and the security issue (#10), not from what the code does
 - file routes stream bytes to exactly the holders of an active grant with an accepted licence
   in a circle that admits them, and nothing to anyone else.
 
-Outcome classes: `ok` (past authorisation: 2xx, 3xx elsewhere than /login, or a 400/409/422
+Outcome classes: `ok` (past authorisation: 2xx, 3xx elsewhere than /login, or a 400/409/415/422
 business refusal of the deliberately harmless body), `login` (401 or 303 to /login), `denied`
 (403), `hidden` (404). Unsafe requests carry a valid CSRF token, so the matrix checks
 authorisation; CSRF and tokens-on-pages have tests of their own below.
@@ -198,12 +198,17 @@ def browser_with_role(*roles: str) -> Rule:
     return rule
 
 
-def owned_by(key: str) -> Rule:
-    """A page action on an object of one person (a token, a request): others do not see it."""
+def owned_by(key: str, *, verified: bool = False) -> Rule:
+    """A page action on an object of one person (a token, a request): others do not see it.
+
+    With `verified`, an unverified account is refused (403) before anything is looked up.
+    """
 
     def rule(p: Principal, circle: str) -> str:
         if p.browser is None:
             return LOGIN
+        if verified and not p.browser.verified:
+            return DENIED
         return OK if p.browser.key == key else HIDDEN
 
     return rule
@@ -253,7 +258,7 @@ def token(
 
     def rule(p: Principal, circle: str) -> str:
         person = p.bearer
-        if hub and person is None and circle not in LISTED:
+        if hub and circle not in LISTED and (person is None or not person.sees(circle)):
             return HIDDEN
         if person is None:
             return LOGIN
@@ -305,6 +310,7 @@ class Entry:
     fresh_session: bool = False  # the call ends the session it uses
     file: bool = False  # a byte-stream route: the bytes are checked, not only the status
     lands: str = ""  # a redirect here is this route's intended answer, even to /login
+    limited: bool = False  # limited per IP, and every principal here shares one: 429 is ok
     query: str = ""
 
 
@@ -324,7 +330,10 @@ REQUEST_ANSWERS = {
 }
 SUSPECT = {"suspect": ("suspect.bin", b"not a model", "application/octet-stream")}
 
-HUB = token("download", release=True, download=True, hub=True)
+#: Hub metadata needs a read token of someone who may download (a gated repository); files
+#: need the download scope
+HUB = token("read", release=True, download=True, hub=True)
+HUB_FILE = token("download", release=True, download=True, hub=True)
 
 TABLE: dict[tuple[str, str], Entry] = {
     # catalogue pages and API
@@ -338,6 +347,7 @@ TABLE: dict[tuple[str, str], Entry] = {
         anyone,
         body=_form(email="newcomer@matrix.example", password="a long new password"),
         lands="/login",
+        limited=True,
     ),
     ("GET", "/verify"): Entry(forged, query="token=forged"),
     ("GET", "/login"): Entry(anyone),
@@ -345,7 +355,7 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("POST", "/logout"): Entry(anyone, fresh_session=True, lands="/login"),
     ("GET", "/password/reset"): Entry(anyone),
     ("POST", "/password/reset"): Entry(
-        anyone, body=_form(email="nobody@matrix.example"), lands="/login"
+        anyone, body=_form(email="nobody@matrix.example"), lands="/login", limited=True
     ),
     ("GET", "/password/set"): Entry(anyone),
     ("POST", "/password/set"): Entry(
@@ -356,7 +366,7 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("POST", "/account/tokens"): Entry(verified_browser, body=_form(scope="read", name="m")),
     ("POST", "/account/tokens/{token_id}/revoke"): Entry(owned_by("member-active")),
     ("POST", "/requests/{request_id}/appeal"): Entry(
-        owned_by("member-pending"), body=_form(text="please")
+        owned_by("member-pending", verified=True), body=_form(text="please")
     ),
     ("GET", "/outbox"): Entry(nobody),
     # a release's access part
@@ -417,20 +427,22 @@ TABLE: dict[tuple[str, str], Entry] = {
         token("read", release=True), per_circle=True
     ),
     ("POST", "/api/v1/access/releases/{name}/{version}/licence"): Entry(
-        token("read", release=True),
+        # writes need the download scope: a read token is read-only
+        token("download", release=True),
         per_circle=True,
         scratch=True,
         body=lambda world, circle: Body(json={"sha256": world.licence_sha}),
     ),
     ("POST", "/api/v1/access/releases/{name}/{version}/requests"): Entry(
-        token("read", release=True),
+        # writes need the download scope: a read token is read-only
+        token("download", release=True),
         per_circle=True,
         scratch=True,
         body=_json(answers=REQUEST_ANSWERS),
     ),
     ("GET", "/api/v1/access/requests"): Entry(token("read")),
     ("POST", "/api/v1/access/requests/{request_id}/appeal"): Entry(
-        token("read", owner="member-pending"), body=_json(text="please")
+        token("download", owner="member-pending"), body=_json(text="please")
     ),
     ("GET", "/api/v1/access/grants"): Entry(token("read")),
     ("GET", "/api/v1/access/review"): Entry(token("admin", roles=REVIEWERS)),
@@ -457,8 +469,12 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("GET", "/api/models/{ns}/{name}/revision/{revision}"): Entry(HUB, per_circle=True),
     ("GET", "/api/models/{ns}/{name}/tree/{revision}"): Entry(HUB, per_circle=True),
     ("GET", "/api/models/{ns}/{name}/tree/{revision}/{path:path}"): Entry(HUB, per_circle=True),
-    ("GET", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(HUB, per_circle=True, file=True),
-    ("HEAD", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(HUB, per_circle=True, file=True),
+    ("GET", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(
+        HUB_FILE, per_circle=True, file=True
+    ),
+    ("HEAD", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(
+        HUB_FILE, per_circle=True, file=True
+    ),
     # download links
     ("GET", "/d/{token}"): Entry(link, per_circle=True),
     ("GET", "/d/{token}/files.json"): Entry(link, per_circle=True),
@@ -679,9 +695,11 @@ def call(
     )
 
 
-def outcome(r: httpx.Response, lands: str = "") -> str:
+def outcome(r: httpx.Response, lands: str = "", limited: bool = False) -> str:
     """The outcome class of a response (`lands`: where a redirect is the intended answer)."""
     status = r.status_code
+    if limited and status == 429:
+        return OK
     target = urlparse(r.headers.get("location", "")).path if r.is_redirect else None
     if lands and target == lands:
         return OK
@@ -691,7 +709,7 @@ def outcome(r: httpx.Response, lands: str = "") -> str:
         return DENIED
     if status == 404:
         return HIDDEN
-    if 200 <= status < 400 or status in (400, 409, 422):
+    if 200 <= status < 400 or status in (400, 409, 415, 422):
         return OK
     return f"status {status}"
 
@@ -733,7 +751,7 @@ def test_matrix(world: World, method: str, path: str, circle: str) -> None:
     for p in PRINCIPALS:
         want = entry.rule(p, circle)
         r = call(world, method, path, p, circle)
-        got = outcome(r, entry.lands)
+        got = outcome(r, entry.lands, entry.limited)
         bytes_sent = r.status_code in (200, 206) and r.content.startswith(world.head)
         if entry.file and method == "GET" and got == OK and not bytes_sent:
             got = f"ok without the file's bytes ({r.status_code}, {len(r.content)} bytes)"
