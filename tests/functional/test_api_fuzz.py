@@ -99,7 +99,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         )
         release.circle, release.licence = "research", licence
         member = make_user(session, "member@fuzz.example")
-        admin = make_user(session, "admin@fuzz.example", role="admin")
+        admin = make_user(session, "admin@fuzz.example", role="admin", secrets=services.secrets)
         session.add(
             Grant(
                 user_id=member.id,

@@ -198,11 +198,11 @@ def test_disable_needs_a_code(
     _, codes = _enrol_member(client)
     page = client.get("/account/two-factor")
     r = client.post("/account/two-factor/disable", data={"csrf_token": _csrf(page.text)})
-    assert r.status_code == 401  # no code at all
+    assert r.status_code == 403  # no code at all
     r = client.post(
         "/account/two-factor/disable", data={"code": "000000", "csrf_token": _csrf(page.text)}
     )
-    assert r.status_code == 401 and "is <strong>on</strong>" in r.text
+    assert r.status_code == 403 and "is <strong>on</strong>" in r.text
     assert _events(svc, EventTag.Account.TwoFactorFailed)
     r = client.post(
         "/account/two-factor/disable",

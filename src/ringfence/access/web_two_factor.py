@@ -94,7 +94,9 @@ def _refused(request: Request, session: Session, user: User, exc: RingfenceError
         # A wrong code changed nothing but the audit log, which must keep the attempt.
         session.commit()
         context = {**_context(request, session, user), "error": exc.diagnostics()}
-        return render(request, PAGE, context, status_code=exc.http_status)
+        # The person is signed in: a wrong code is a refusal (403), not "sign in" (401).
+        status = 403 if isinstance(exc, AuthenticationRequired) else exc.http_status
+        return render(request, PAGE, context, status_code=status)
     return form_error(request, session, PAGE, lambda: _context(request, session, user), exc)
 
 
