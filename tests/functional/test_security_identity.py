@@ -142,9 +142,13 @@ def link_for(svc: Services, email: str = "member@uni.example") -> str:
 # 1. The development outbox was public, and the default: a reset link for the admin on a page.
 
 
-def test_outbox_admin_takeover_reset_link_is_never_public(
-    app_client: TestClient, svc: Services
-) -> None:
+def test_outbox_admin_takeover_reset_link_is_never_public(home: Path) -> None:
+    # Default settings, as `ringfence serve` runs with none set: no outbox, anywhere.
+    svc = build(Settings(home=home, base_url="http://testserver"))
+    svc.prepare()
+    with transaction(svc.sessions) as session:
+        make_user(session, "admin@lab.example", role="admin", secrets=svc.secrets)
+    app_client = TestClient(create_app(svc))
     page = app_client.get("/password/reset")
     app_client.post(
         "/password/reset", data={"email": "admin@lab.example", "csrf_token": csrf(page.text)}

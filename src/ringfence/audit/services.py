@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
+from ringfence.audit.tags import TAG_CLASSES, AuditTag
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput
 
@@ -63,7 +64,7 @@ def _serialise_writers(session: Session) -> None:
 
 def record(
     session: Session,
-    tag: str,
+    tag: AuditTag,
     *,
     actor: str,
     subject: str,
@@ -71,6 +72,10 @@ def record(
     ip: str | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction (it commits or vanishes with the decision)."""
+    if not isinstance(tag, TAG_CLASSES):
+        raise TypeError(f"audit tags come from ringfence.audit.tags.EventTag, not {tag!r}")
+    # The stored value is the plain string (database drivers may write an enum by its name).
+    value = str(tag.value)
     payload = json.loads(json.dumps(payload or {}, default=str))
     _serialise_writers(session)
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)
@@ -80,14 +85,14 @@ def record(
     created_at = utcnow()
     event = AuditEvent(
         seq=seq,
-        tag=tag,
+        tag=value,
         actor=actor,
         subject=subject,
         ip=ip,
         payload=payload,
         created_at=created_at,
         prev_hash=prev_hash,
-        hash=_digest(prev_hash, seq, tag, actor, subject, ip, payload, created_at),
+        hash=_digest(prev_hash, seq, value, actor, subject, ip, payload, created_at),
     )
     session.add(event)
     session.flush()

@@ -1,17 +1,26 @@
-"""The audit vocabulary: `area:subject:action` tags, one constant per kind of event."""
+"""The audit vocabulary: `area:subject:action` tags, one constant per kind of event.
+
+Each area's tags are a `StrEnum` (as warehouse's `EventTag` is), so `record()` takes only a
+tag declared here: a typo or a free-form string fails mypy and, at run time, `record()`.
+The values are the strings stored in the audit log, unchanged.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum, unique
 
 
 class EventTag:
     """Every tag the audit log may carry; write events only with these."""
 
-    class Catalogue:
+    @unique
+    class Catalogue(StrEnum):
         OrganisationInitialised = "catalogue:organisation:initialised"
         ReleasePublished = "catalogue:release:published"
         LicenceAdded = "catalogue:licence:added"
 
-    class Account:
+    @unique
+    class Account(StrEnum):
         UserAdded = "account:user:added"
         UserSignedUp = "account:user:signed_up"
         EmailVerified = "account:email:verified"
@@ -34,7 +43,8 @@ class EventTag:
         RecoveryCodeUsed = "account:two_factor:recovery_code_used"
         RecoveryCodesRegenerated = "account:two_factor:recovery_codes_regenerated"
 
-    class Access:
+    @unique
+    class Access(StrEnum):
         LicenceAccepted = "access:licence:accepted"
         RequestSubmitted = "access:request:submitted"
         RequestApproved = "access:request:approved"
@@ -58,16 +68,39 @@ class EventTag:
         PolicyChanged = "access:policy:changed"
         ReleaseLicenceChanged = "access:licence:set"
 
-    class Fingerprint:
+    @unique
+    class Fingerprint(StrEnum):
         CopyIssued = "fingerprint:copy:issued"
         RecipientRegistered = "fingerprint:recipient:registered"
         RecipientsSimulated = "fingerprint:recipient:simulated"
 
-    class Distribution:
+    @unique
+    class Distribution(StrEnum):
         LinkCreated = "distribution:link:created"
         LinkRevoked = "distribution:link:revoked"
         Downloaded = "distribution:file:downloaded"
         DownloadRefused = "distribution:file:refused"
 
-    class Tracing:
+    @unique
+    class Tracing(StrEnum):
         TraceRun = "tracing:trace:run"
+
+
+#: any declared tag (what `ringfence.audit.services.record` accepts)
+AuditTag = (
+    EventTag.Catalogue
+    | EventTag.Account
+    | EventTag.Access
+    | EventTag.Fingerprint
+    | EventTag.Distribution
+    | EventTag.Tracing
+)
+#: the tag classes, one per area
+TAG_CLASSES: tuple[type[StrEnum], ...] = (
+    EventTag.Catalogue,
+    EventTag.Account,
+    EventTag.Access,
+    EventTag.Fingerprint,
+    EventTag.Distribution,
+    EventTag.Tracing,
+)
