@@ -24,6 +24,10 @@ demo-model: $(VENV)
 demo: $(VENV)
 	$(BIN)/ringfence demo run
 
+# Functional tests run on SQLite and on this PostgreSQL (they skip, saying so, without one).
+RINGFENCE_TEST_DATABASE_URL ?= postgresql://root@127.0.0.1:5432/test
+export RINGFENCE_TEST_DATABASE_URL
+
 test: $(VENV) chromium
 	$(BIN)/ringfence demo prepare --quiet
 	$(BIN)/pytest -q

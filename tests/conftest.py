@@ -14,6 +14,23 @@ from safetensors.numpy import save_file
 from ringfence.fingerprint.code import CodeParams
 from ringfence.settings import Settings
 from ringfence.wiring import Services, build
+from tests import databases
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The caller's own database setting never reaches a test (functional tests choose)."""
+    import os
+
+    os.environ.pop("RINGFENCE_DATABASE_URL", None)
+    config.addinivalue_line(
+        "markers", "shared_database: the module builds one world of its own per database"
+    )
+    config.addinivalue_line("markers", "no_database: the module's tests touch no database")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop the PostgreSQL template this run made."""
+    databases.close()
 
 
 @pytest.fixture
@@ -23,7 +40,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
     path = tmp_path / "home"
     monkeypatch.setenv("RINGFENCE_HOME", str(path))
-    monkeypatch.delenv("RINGFENCE_DATABASE_URL", raising=False)
     context.services.cache_clear()
     yield path
     context.services.cache_clear()
@@ -115,23 +131,8 @@ def tiny_model(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on 127.0.0.1:5432 for one test, dropped afterwards."""
-    import os
-    import uuid
-
-    import psycopg
-
-    admin = os.environ.get("RINGFENCE_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
-    name = f"rf_{uuid.uuid4().hex[:12]}"
-    try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {admin}: {exc}")
-    with conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    server = databases.postgres_server()
+    url = server.create(migrated=False)
+    yield url
+    server.drop(url)

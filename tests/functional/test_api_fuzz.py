@@ -33,6 +33,8 @@ from tests.fixtures_access import make_user
 EXAMPLES = int(os.environ.get("RINGFENCE_FUZZ_EXAMPLES", "6"))
 TOKENS: dict[str, str] = {}
 
+pytestmark = pytest.mark.shared_database
+
 
 def _string(name: str, where: str = "path") -> dict[str, Any]:
     return {"name": name, "in": where, "required": where == "path", "schema": {"type": "string"}}
@@ -85,10 +87,12 @@ schema = _schema()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[None]:
     """An app with a published research release, a member with a grant, and two tokens."""
     home: Path = tmp_path_factory.mktemp("fuzz")
-    services = build(Settings(home=home))
+    services = build(Settings(home=home, database_url=module_database_url))
     services.prepare()
     model = write_tiny_model(home.parent / f"{home.name}-model")
     with transaction(services.sessions) as session:

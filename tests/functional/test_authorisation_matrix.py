@@ -66,6 +66,8 @@ UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 RANGE = 64  # bytes asked of file routes: enough to see the file's own header
 ANON_CSRF_COOKIE = "matrix-anonymous-browser"
 
+pytestmark = pytest.mark.shared_database
+
 
 # --- who is calling ---------------------------------------------------------------------------
 
@@ -596,9 +598,11 @@ def _add_person(session: Session, world: World, person: Person, releases: dict[s
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[World]:
     home: Path = tmp_path_factory.mktemp("authz")
-    services = build(Settings(home=home))
+    services = build(Settings(home=home, database_url=module_database_url))
     services.prepare()
     model = write_tiny_model(home.parent / f"{home.name}-model")
     with transaction(services.sessions) as session:
@@ -812,7 +816,13 @@ def test_page_ignores_a_bearer_token(world: World, method: str, path: str) -> No
 
 def test_dev_outbox_is_for_admins_only(world: World) -> None:
     """With the development outbox on, admins read it; other sessions 403; anonymous sign in."""
-    settings = Settings.model_validate({"home": world.services.settings.home, "dev_outbox": True})
+    settings = Settings.model_validate(
+        {
+            "home": world.services.settings.home,
+            "database_url": world.services.settings.database_url,
+            "dev_outbox": True,
+        }
+    )
     services = build(settings)
     with TestClient(create_app(services), follow_redirects=False) as client:
         for person, want in (("admin", OK), ("staff", DENIED), ("member-active", DENIED)):

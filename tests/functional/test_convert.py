@@ -10,7 +10,7 @@ import pytest
 
 from ringfence.demo import demo_gguf, demo_hf_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.no_database]
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 

@@ -13,7 +13,7 @@ from ringfence.fingerprint import code, detect, plan, stream
 from ringfence.formats.index import read_index
 from ringfence.formats.safetensors import bf16_words
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.no_database]
 
 KEY = b"functional-test-release-key".ljust(32, b"\0")
 RECIPIENTS = 100_000

@@ -20,7 +20,7 @@ from ringfence.cli.main import run
 from ringfence.settings import Settings
 from ringfence.wiring import Services, build
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_database]
 
 REF = "smollm2@1.0"
 ALICE = "alice@example.org"
@@ -36,7 +36,7 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Iterator[Lab]:
     from ringfence.catalogue import services as catalogue
     from ringfence.cli import context
     from ringfence.db import transaction
@@ -48,7 +48,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     home = root / "home"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RINGFENCE_HOME", str(home))
-        mp.delenv("RINGFENCE_DATABASE_URL", raising=False)
+        if module_database_url:
+            mp.setenv("RINGFENCE_DATABASE_URL", module_database_url)
+        else:
+            mp.delenv("RINGFENCE_DATABASE_URL", raising=False)
         context.services.cache_clear()
         svc = build(Settings(home=home))
         svc.prepare()
