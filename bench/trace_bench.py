@@ -440,7 +440,7 @@ def performance(
     from ringfence.catalogue import services as catalogue
     from ringfence.db import transaction
     from ringfence.fingerprint import code
-    from ringfence.tracing.accuse import score_all
+    from ringfence.fingerprint.accuse import score_all
     from ringfence.tracing.services import simulate_recipients
 
     out = []

@@ -13,8 +13,8 @@ from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console, errors
 from ringfence.db import transaction
+from ringfence.fingerprint.accuse import DEFAULT_BOUND
 from ringfence.tracing import services as tracing
-from ringfence.tracing.accuse import DEFAULT_BOUND
 
 ACTOR = "cli"
 

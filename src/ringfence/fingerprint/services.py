@@ -1,6 +1,6 @@
 """Fingerprint operations: recipients, the bytes a recipient downloads, issuing and detecting.
 
-The numeric core (`code`, `carrier`, `embed`, `detect`) sees arrays only; this module is the
+The numeric core (`code`, `carrier`, `embed`, `read`, `accuse`) sees arrays only; this module is the
 adapter between it and the catalogue (releases, artifacts, blobs), the secret store and the
 audit log. A release's key is `secrets.derive("fingerprint:release:<id>")`: it never leaves
 the server, and with it and a recipient's index every byte of her copy can be recomputed.
@@ -24,7 +24,8 @@ from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.errors import InvalidInput, NotFound
-from ringfence.fingerprint import carrier, code, detect
+from ringfence.fingerprint import carrier, code, read
+from ringfence.fingerprint.accuse import Candidate, decide, score_all
 from ringfence.fingerprint.code import CodeParams
 from ringfence.fingerprint.models import Recipient
 from ringfence.fingerprint.plan import FingerprintPlan, build_plan
@@ -275,11 +276,14 @@ def _suspect_tensors(path: Path) -> dict[str, tuple[WeightsIndex, Path]]:
 def read_suspect(
     blobs: BlobStore, key: bytes, release: Release, suspect: Path
 ) -> npt.NDArray[np.float64]:
-    """Soft code symbols of a suspect copy (file or directory, same format and tensor names)."""
+    """Soft code symbols of a suspect copy (file or directory, same format and tensor names).
+
+    The tracing reader without the alignment: `read.tensor_evidence` over every carrier
+    tensor the copy holds under the release's own name and size.
+    """
     tensors = _suspect_tensors(suspect)
     params = release_params(release)
-    num = np.zeros(params.design.length)
-    den = np.zeros(params.design.length)
+    total = read.SymbolEvidence.empty(params.design.length)
     matched = 0
     for artifact in release.artifacts:
         plan = artifact_plan(key, artifact, params)
@@ -298,19 +302,19 @@ def read_suspect(
                 with path.open("rb") as fh:
                     fh.seek(info.begin)
                     theirs = np.frombuffer(fh.read(info.end - info.begin), dtype=np.uint8)
-                values = detect.decode(info.dtype, theirs)
-                n, d = detect.symbol_evidence(
-                    t.dtype, raw, values, t.seed, plan.code_length, plan.density_log2
+                values = read.decode(info.dtype, theirs)
+                total.add(
+                    read.tensor_evidence(
+                        t.dtype, raw, values, t.seed, plan.code_length, plan.density_log2
+                    )
                 )
-                num += n
-                den += d
                 matched += 1
     if not matched:
         raise NotFound(
             f"{suspect} holds none of {release.ref}'s fingerprinted tensors",
             hint="give the copy in the release's own format and tensor names",
         )
-    return detect.soft_symbols(num, den)
+    return read.soft_symbols(total).symbols
 
 
 def detect_copy(
@@ -321,8 +325,11 @@ def detect_copy(
     suspect: Path,
     *,
     top: int = 10,
-) -> tuple[list[tuple[detect.Accusation, str]], float]:
-    """The registered recipients whose codewords a copy carries best, and the z threshold."""
+) -> tuple[list[tuple[Candidate, str]], float]:
+    """The registered recipients whose codewords a copy carries best, and the z threshold.
+
+    Accused as a trace accuses (`accuse.decide`), at the release's own false-accusation bound.
+    """
     key = release_key(secrets, release)
     symbols = read_suspect(blobs, key, release, suspect)
     ids = recipient_indices(session, release)
@@ -330,12 +337,19 @@ def detect_copy(
         raise NotFound(f"{release.ref} has no recipients yet")
     params = release_params(release)
     limits = release_thresholds(key, params)
-    ranked, z_cut = detect.rank(key, limits, symbols, ids, params.false_accusation, top)
+    verdict = decide(
+        score_all(key, limits, symbols, ids),
+        ids,
+        limits,
+        symbols,
+        bound=params.false_accusation,
+        top=top,
+    )
     rows = session.execute(
         select(Recipient.index, Recipient.email).where(
             Recipient.release_id == release.id,
-            Recipient.index.in_([a.recipient for a in ranked]),
+            Recipient.index.in_([c.index for c in verdict.candidates]),
         )
     ).tuples()
     emails = {index: email for index, email in rows}  # a Result has keys(): dict() misreads it
-    return [(a, emails.get(a.recipient, "?")) for a in ranked], z_cut
+    return [(c, emails.get(c.index, "?")) for c in verdict.candidates], verdict.threshold_z

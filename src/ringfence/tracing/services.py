@@ -1,6 +1,7 @@
 """Tracing a leaked copy: identify the release, align, read, score everyone, record the trace.
 
-The adapter between the numeric core (`align`, `read`, `accuse`) and the rest of ringfence:
+The adapter between the numeric core (`align` here; `read` and `accuse` in the fingerprint
+area, shared with `fingerprint detect`) and the rest of ringfence:
 catalogue (releases and their original bytes), the fingerprint area (release keys, carrier
 plans, recipients), distribution (per-recipient manifests for the exact-copy fast path),
 access (grants and licence acceptances for the evidence) and the audit log.
@@ -29,15 +30,15 @@ from ringfence.catalogue.models import Artifact, Release
 from ringfence.catalogue.services import get_release
 from ringfence.errors import InvalidInput
 from ringfence.fingerprint import code
-from ringfence.fingerprint.detect import decode
+from ringfence.fingerprint.accuse import DEFAULT_BOUND, Verdict, decide, score_all
 from ringfence.fingerprint.models import Recipient
+from ringfence.fingerprint.read import SymbolEvidence, decode, soft_symbols, tensor_evidence
 from ringfence.fingerprint.services import (
     recipient_indices,
     release_key,
     release_params,
     release_thresholds,
 )
-from ringfence.tracing.accuse import DEFAULT_BOUND, Verdict, decide, score_all
 from ringfence.tracing.align import (
     align_matrix,
 )
@@ -50,7 +51,6 @@ from ringfence.tracing.match import (
     shape_of,
     weight_plans,
 )
-from ringfence.tracing.read import SymbolEvidence, soft_symbols, tensor_evidence
 from ringfence.tracing.suspect import Suspect, SuspectFile, open_suspect
 from ringfence.wiring import Services
 
