@@ -42,7 +42,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     from ringfence.db import transaction
     from ringfence.demo import demo_hf_dir
     from ringfence.fingerprint import services as fingerprint
-    from ringfence.tracing.services import simulate_recipients
+    from ringfence.fingerprint.services import simulate_recipients
 
     root = tmp_path_factory.mktemp("trace")
     home = root / "home"

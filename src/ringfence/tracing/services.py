@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import String, cast, insert, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
@@ -488,46 +488,3 @@ def _attach_records(session: Session, result: TraceResult) -> None:
                 }
             )
         result.records[email] = sorted(records, key=lambda r: r["at"])
-
-
-# --- simulated recipients ------------------------------------------------------------------
-
-
-def simulate_recipients(
-    session: Session, release: Release, count: int, *, actor: str, chunk: int = 50_000
-) -> int:
-    """Register `count` simulated recipients with bulk inserts; returns the release's total."""
-    from sqlalchemy import func
-
-    if count < 1:
-        raise InvalidInput("simulate at least one recipient")
-    last_index = session.scalar(
-        select(func.max(Recipient.index)).where(Recipient.release_id == release.id)
-    )
-    start = 0 if last_index is None else int(last_index) + 1
-    from ringfence.db import utcnow
-
-    now = utcnow()
-    for first in range(start, start + count, chunk):
-        last = min(first + chunk, start + count)
-        session.execute(
-            insert(Recipient),
-            [
-                {
-                    "release_id": release.id,
-                    "index": i,
-                    "email": f"simulated-{i}@invalid",
-                    "simulated": True,
-                    "created_at": now,
-                }
-                for i in range(first, last)
-            ],
-        )
-    record(
-        session,
-        EventTag.Fingerprint.RecipientsSimulated,
-        actor=actor,
-        subject=f"release:{release.ref}",
-        payload={"added": count, "total": start + count},
-    )
-    return start + count
