@@ -83,9 +83,18 @@ def release_key(secrets: SecretStore, release: Release) -> bytes:
 
 
 def register_recipient(
-    session: Session, release: Release, email: str, *, actor: str, simulated: bool = False
+    session: Session,
+    release: Release,
+    email: str,
+    *,
+    actor: str,
+    simulated: bool = False,
+    user_id: int | None = None,
 ) -> Recipient:
-    """The release's recipient for `email`, registered (with the next dense index) if new."""
+    """The release's recipient for `email`, registered (with the next dense index) if new.
+
+    `user_id` is the account behind `email`, if any: the audit event names it.
+    """
     email = email.strip()
     if not email or len(email) > 320:
         raise InvalidInput("a recipient needs an e-mail address or user reference")
@@ -105,6 +114,7 @@ def register_recipient(
             EventTag.Fingerprint.RecipientRegistered,
             actor=actor,
             subject=f"release:{release.ref}",
+            user_id=user_id,
             payload={"recipient": email, "index": recipient.index},
         )
     return recipient
@@ -246,9 +256,16 @@ def make_copy(
     *,
     actor: str,
     progress: Callable[[str, int], None] | None = None,
+    user_id: int | None = None,
 ) -> IssuedCopy:
-    """Write exactly the copy `email` would download into `out`, and record the issuance."""
-    recipient = register_recipient(session, release, email, actor=actor)
+    """Write exactly the copy `email` would download into `out`, and record the issuance.
+
+    The audit events name the account `user_id`, or else the account whose address is
+    exactly `email` (a copy may also be made for someone without one).
+    """
+    if user_id is None:
+        user_id = _account_of(session, email.strip())
+    recipient = register_recipient(session, release, email, actor=actor, user_id=user_id)
     files = []
     for artifact in release.artifacts:
         target = (out / artifact.path).resolve()
@@ -268,6 +285,7 @@ def make_copy(
         EventTag.Fingerprint.CopyIssued,
         actor=actor,
         subject=f"release:{release.ref}",
+        user_id=user_id,
         payload={
             "recipient": recipient.email,
             "index": recipient.index,
@@ -276,6 +294,14 @@ def make_copy(
         },
     )
     return IssuedCopy(recipient, files)
+
+
+def _account_of(session: Session, email: str) -> int | None:
+    """The id of the account whose address is exactly `email`, if there is one."""
+    from ringfence.access.models import User  # accounts sit above fingerprints: import late
+
+    found: int | None = session.scalar(select(User.id).where(User.email == email))
+    return found
 
 
 def _suspect_tensors(path: Path) -> dict[str, tuple[WeightsIndex, Path]]:

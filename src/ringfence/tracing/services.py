@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import String, cast, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
-from ringfence.audit.services import record
+from ringfence.audit.services import events_about, record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.catalogue.services import get_release
@@ -138,27 +138,24 @@ def _collapse(steps: Sequence[str]) -> list[str]:
 def exact_copies(session: Session, files: Sequence[SuspectFile]) -> list[tuple[int, str, str]]:
     """(release id, recipient e-mail, path) of issued copies that hold a suspect file's bytes.
 
-    The hook for issued copies' hashes: distribution's signed per-recipient manifests.
+    One indexed lookup of the files' sha256s in `recipient_file_hashes`, which distribution
+    keeps equal to the files of every ready signed per-recipient manifest.
     """
     try:
         from ringfence.access.models import User
-        from ringfence.distribution.models import RecipientManifest
+        from ringfence.distribution.models import RecipientFileHash
     except ImportError:  # pragma: no cover - the distribution area is not installed
         return []
-    wanted = {f.sha256 for f in files if f.sha256}
+    wanted = sorted({f.sha256 for f in files if f.sha256})
     if not wanted:
         return []
-    found = []
     rows = session.execute(
-        select(RecipientManifest.release_id, RecipientManifest.files, User.email)
-        .join(User, User.id == RecipientManifest.user_id)
-        .where(RecipientManifest.state == "ready")
+        select(RecipientFileHash.release_id, User.email, RecipientFileHash.path)
+        .join(User, User.id == RecipientFileHash.user_id)
+        .where(RecipientFileHash.sha256.in_(wanted))
+        .order_by(RecipientFileHash.id)
     )
-    for release_id, manifest_files, email in rows:
-        for path, digest in (manifest_files or {}).items():
-            if digest in wanted:
-                found.append((int(release_id), str(email), str(path)))
-    return found
+    return [(int(release_id), str(email), str(path)) for release_id, email, path in rows]
 
 
 def _originals_matching(session: Session, files: Sequence[SuspectFile]) -> list[str]:
@@ -470,16 +467,7 @@ def _attach_records(session: Session, result: TraceResult) -> None:
                         f"from {a.ip or '?'}",
                     }
                 )
-        events = session.scalars(
-            select(AuditEvent)
-            .where(
-                (AuditEvent.subject.contains(email))
-                | (cast(AuditEvent.payload, String).contains(email))
-            )
-            .order_by(AuditEvent.seq)
-            .limit(200)
-        )
-        for e in events:
+        for e in _events_about(session, None if user is None else user.id, email):
             records.append(
                 {
                     "kind": e.tag,
@@ -488,3 +476,24 @@ def _attach_records(session: Session, result: TraceResult) -> None:
                 }
             )
         result.records[email] = sorted(records, key=lambda r: r["at"])
+
+
+def _events_about(session: Session, user_id: int | None, email: str) -> list[AuditEvent]:
+    """The audit events about one recipient: by account id, never by a piece of an address.
+
+    A recipient without an account (a copy made for an address) has only the fingerprint
+    area's events, which name her by her whole address.
+    """
+    if user_id is not None:
+        return events_about(session, user_id)
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.tag.startswith("fingerprint:"),
+                AuditEvent.payload["recipient"].as_string() == email,
+            )
+            .order_by(AuditEvent.seq)
+            .limit(200)
+        )
+    )
