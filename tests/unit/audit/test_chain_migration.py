@@ -75,3 +75,23 @@ def test_audit_verify_passes_over_a_chain_that_spans_0009(tmp_path: Path) -> Non
         conn.execute(sa.text("UPDATE audit_events SET user_id = 7 WHERE seq = 2"))
     with Session(engine) as session:
         assert verify(session).broken_seq == 2
+
+
+def test_0009_indexes_the_file_hashes_of_manifests_already_computed(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade(engine, "0008")
+    with engine.begin() as conn:  # SQLite leaves foreign keys unchecked on a plain connection
+        for user_id, state, digest in ((1, "ready", "aa" * 32), (2, "pending", "bb" * 32)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO recipient_manifests (release_id, user_id, state, files, "
+                    "created_at) VALUES (5, :user, :state, :files, '2026-11-01 00:00:00')"
+                ),
+                {"user": user_id, "state": state, "files": json.dumps({"model.gguf": digest})},
+            )
+    _upgrade(engine, "head")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT sha256, release_id, user_id, path FROM recipient_file_hashes")
+        ).all()
+    assert [tuple(r) for r in rows] == [("aa" * 32, 5, 1, "model.gguf")]
