@@ -43,8 +43,8 @@ def _lab(root: Path, recipients: int) -> Any:
     from ringfence.catalogue import services as catalogue
     from ringfence.db import transaction
     from ringfence.demo import demo_hf_dir
+    from ringfence.fingerprint.services import simulate_recipients
     from ringfence.settings import Settings
-    from ringfence.tracing.services import simulate_recipients
     from ringfence.wiring import build
 
     svc = build(Settings(home=root / "home"))
@@ -440,8 +440,8 @@ def performance(
     from ringfence.catalogue import services as catalogue
     from ringfence.db import transaction
     from ringfence.fingerprint import code
-    from ringfence.tracing.accuse import score_all
-    from ringfence.tracing.services import simulate_recipients
+    from ringfence.fingerprint.accuse import score_all
+    from ringfence.fingerprint.services import simulate_recipients
 
     out = []
     hf_cfg = F.config(Path(__import__("ringfence.demo").demo.demo_hf_dir()))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ringfence.fingerprint import code, detect, plan, stream
+from ringfence.fingerprint import accuse, code, plan, read, stream
 from ringfence.formats.index import read_index
 from ringfence.formats.safetensors import bf16_words
 
@@ -46,24 +46,29 @@ def copies(model: Path, setup: tuple[plan.FingerprintPlan, np.ndarray]) -> dict[
 
 
 def _symbols(original: np.ndarray, p: plan.FingerprintPlan, suspect: dict[str, np.ndarray]):
-    num = np.zeros(p.code_length)
-    den = np.zeros(p.code_length)
+    evidence = read.SymbolEvidence.empty(p.code_length)
     for t in p.tensors:
-        n, d = detect.symbol_evidence(
-            t.dtype,
-            original[t.begin : t.end],
-            suspect[t.name],
-            t.seed,
-            p.code_length,
-            p.density_log2,
+        evidence.add(
+            read.tensor_evidence(
+                t.dtype,
+                original[t.begin : t.end],
+                suspect[t.name],
+                t.seed,
+                p.code_length,
+                p.density_log2,
+            )
         )
-        num += n
-        den += d
-    return detect.soft_symbols(num, den)
+    return read.soft_symbols(evidence).symbols
+
+
+def _rank(limits: np.ndarray, y: np.ndarray, top: int) -> tuple[list[accuse.Candidate], float]:
+    ids = np.arange(RECIPIENTS)
+    verdict = accuse.decide(accuse.score_all(KEY, limits, y, ids), ids, limits, y, top=top)
+    return list(verdict.candidates), verdict.threshold_z
 
 
 def _values(raw: np.ndarray, p: plan.FingerprintPlan) -> dict[str, np.ndarray]:
-    return {t.name: detect.decode(t.dtype, raw[t.begin : t.end]) for t in p.tensors}
+    return {t.name: read.decode(t.dtype, raw[t.begin : t.end]) for t in p.tensors}
 
 
 def test_fingerprinted_copy_loads_and_generates(
@@ -99,9 +104,9 @@ def test_recipient_found_after_q4_0_requantisation(
         for name, v in _values(copies[ALICE], p).items()
     }
     y = _symbols(original, p, suspect)
-    ranked, z_cut = detect.rank(KEY, limits, y, np.arange(RECIPIENTS), top=3)
+    ranked, z_cut = _rank(limits, y, top=3)
     print(f"Q4_0: z {ranked[0].z:.1f} (threshold {z_cut:.2f}), next {ranked[1].z:.2f}")
-    assert ranked[0].recipient == ALICE and ranked[0].accused
+    assert ranked[0].index == ALICE and ranked[0].accused
     assert not ranked[1].accused
 
 
@@ -113,9 +118,9 @@ def test_two_colluders_averaging_are_both_accused(
     alice, bob = _values(copies[ALICE], p), _values(copies[BOB], p)
     # the colluders average in float and save bf16 again, as a leak would be
     suspect = {
-        n: detect.decode("BF16", bf16_words((alice[n] + bob[n]) / 2).view(np.uint8)) for n in alice
+        n: read.decode("BF16", bf16_words((alice[n] + bob[n]) / 2).view(np.uint8)) for n in alice
     }
     y = _symbols(original, p, suspect)
-    ranked, z_cut = detect.rank(KEY, limits, y, np.arange(RECIPIENTS), top=4)
-    print("averaged:", [(a.recipient, round(a.z, 1)) for a in ranked], f"threshold {z_cut:.2f}")
-    assert {a.recipient for a in ranked if a.accused} == {ALICE, BOB}
+    ranked, z_cut = _rank(limits, y, top=4)
+    print("averaged:", [(a.index, round(a.z, 1)) for a in ranked], f"threshold {z_cut:.2f}")
+    assert {a.index for a in ranked if a.accused} == {ALICE, BOB}

@@ -42,7 +42,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | Non
     from ringfence.db import transaction
     from ringfence.demo import demo_hf_dir
     from ringfence.fingerprint import services as fingerprint
-    from ringfence.tracing.services import simulate_recipients
+    from ringfence.fingerprint.services import simulate_recipients
 
     root = tmp_path_factory.mktemp("trace")
     home = root / "home"
@@ -98,7 +98,7 @@ def test_exact_copy_is_named_by_its_hash(lab: Lab, capsys: pytest.CaptureFixture
     from ringfence.access.models import User
     from ringfence.catalogue.services import get_release
     from ringfence.db import transaction
-    from ringfence.distribution.models import RecipientManifest
+    from ringfence.distribution.models import RecipientFileHash, RecipientManifest
     from ringfence.tracing.suspect import file_sha256
 
     copy = lab.copies[ALICE] / "model.safetensors"
@@ -107,12 +107,19 @@ def test_exact_copy_is_named_by_its_hash(lab: Lab, capsys: pytest.CaptureFixture
         session.add(user)
         session.flush()
         release = get_release(session, REF)
+        digest = file_sha256(copy)
         session.add(
             RecipientManifest(
                 release_id=release.id,
                 user_id=user.id,
                 state="ready",
-                files={"model.safetensors": file_sha256(copy)},
+                files={"model.safetensors": digest},
+            )
+        )
+        # what distribution writes with a ready manifest, and the trace looks up
+        session.add(
+            RecipientFileHash(
+                sha256=digest, release_id=release.id, user_id=user.id, path="model.safetensors"
             )
         )
     code, result = trace(lab, capsys, str(copy))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ringfence.tracing.accuse import Candidate, Verdict
+from ringfence.fingerprint.accuse import Candidate, Verdict
 from ringfence.tracing.report import render_report
 from ringfence.tracing.services import AccusedRecipient, TraceResult
 from ringfence.tracing.suspect import SuspectFile

@@ -23,6 +23,10 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(512), index=True)
     ip: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column()
+    #: the user the event concerns (a download's recipient, a link's holder), when there is one:
+    #: evidence about a person is found by this id, never by a substring of an address.
+    #: No foreign key: the log only ever grows and must not constrain other areas' rows.
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

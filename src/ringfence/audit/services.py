@@ -28,18 +28,24 @@ def _digest(
     ip: str | None,
     payload: dict[str, Any],
     created_at: datetime,
+    user_id: int | None = None,
 ) -> str:
+    content: dict[str, Any] = {
+        "prev": prev_hash,
+        "seq": seq,
+        "tag": tag,
+        "actor": actor,
+        "subject": subject,
+        "ip": ip,
+        "payload": payload,
+        "at": created_at.isoformat(timespec="microseconds"),
+    }
+    # The user is chained content, but only where there is one: every event written before
+    # the column existed (migration 0009), or without a user since, hashes as it always did.
+    if user_id is not None:
+        content["user"] = user_id
     body = json.dumps(
-        {
-            "prev": prev_hash,
-            "seq": seq,
-            "tag": tag,
-            "actor": actor,
-            "subject": subject,
-            "ip": ip,
-            "payload": payload,
-            "at": created_at.isoformat(timespec="microseconds"),
-        },
+        content,
         sort_keys=True,
         separators=(",", ":"),
         default=str,
@@ -70,8 +76,13 @@ def record(
     subject: str,
     payload: dict[str, Any] | None = None,
     ip: str | None = None,
+    user_id: int | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's transaction (it commits or vanishes with the decision)."""
+    """Append one event in the caller's transaction (it commits or vanishes with the decision).
+
+    `user_id` names the user the event concerns (chained with the rest), so that evidence
+    about a person is found by id (`events_about`).
+    """
     if not isinstance(tag, TAG_CLASSES):
         raise TypeError(f"audit tags come from ringfence.audit.tags.EventTag, not {tag!r}")
     # The stored value is the plain string (database drivers may write an enum by its name).
@@ -90,9 +101,10 @@ def record(
         subject=subject,
         ip=ip,
         payload=payload,
+        user_id=user_id,
         created_at=created_at,
         prev_hash=prev_hash,
-        hash=_digest(prev_hash, seq, value, actor, subject, ip, payload, created_at),
+        hash=_digest(prev_hash, seq, value, actor, subject, ip, payload, created_at, user_id),
     )
     session.add(event)
     session.flush()
@@ -132,6 +144,7 @@ def verify(session: Session) -> ChainReport:
             event.ip,
             event.payload,
             event.created_at,
+            event.user_id,
         )
         if digest != event.hash:
             return ChainReport(count, event.seq, "its content does not match its hash")
@@ -169,6 +182,17 @@ def query_events(
     return list(session.scalars(query))
 
 
+def events_about(session: Session, user_id: int, *, limit: int = 200) -> list[AuditEvent]:
+    """The events recorded as concerning one user, oldest first (an indexed lookup)."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.user_id == user_id)
+        .order_by(AuditEvent.seq)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
 def event_row(event: AuditEvent) -> dict[str, Any]:
     """An event as one flat record."""
     return {
@@ -179,5 +203,6 @@ def event_row(event: AuditEvent) -> dict[str, Any]:
         "subject": event.subject,
         "ip": event.ip,
         "payload": event.payload,
+        "user_id": event.user_id,
         "hash": event.hash,
     }

@@ -80,12 +80,12 @@ def detect(
     rows = [
         {
             "recipient": email,
-            "index": a.recipient,
-            "z": round(a.z, 2),
-            "p_bound": f"{a.p_bound:.2e}",
-            "accused": a.accused,
+            "index": c.index,
+            "z": round(c.z, 2),
+            "p_value": f"{c.p_value:.2e}",
+            "accused": c.accused,
         }
-        for a, email in ranked
+        for c, email in ranked
     ]
     if as_json:
         emit({"release": ref, "z_threshold": z_cut, "recipients": rows}, as_json=True)

@@ -13,8 +13,9 @@ from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console, errors
 from ringfence.db import transaction
+from ringfence.fingerprint import services as fingerprint
+from ringfence.fingerprint.accuse import DEFAULT_BOUND
 from ringfence.tracing import services as tracing
-from ringfence.tracing.accuse import DEFAULT_BOUND
 
 ACTOR = "cli"
 
@@ -81,7 +82,7 @@ def simulate(
     started = time.perf_counter()
     with transaction(svc.sessions) as session:
         release = catalogue.get_release(session, ref)
-        total = tracing.simulate_recipients(session, release, recipients, actor=ACTOR)
+        total = fingerprint.simulate_recipients(session, release, recipients, actor=ACTOR)
     console.print(
         f"{recipients:,} simulated recipients registered for {ref} ({total:,} in all) "
         f"in {time.perf_counter() - started:.1f} s"

@@ -86,6 +86,7 @@ def create_link(
         actor=actor,
         subject=f"release:{release.ref}",
         ip=ip,
+        user_id=grant.user_id,
         payload={
             "link_id": link.id,
             "grant_id": grant.id,
@@ -142,6 +143,7 @@ def revoke_link(session: Session, link_id: int, *, reason: str, actor: str) -> D
             EventTag.Distribution.LinkRevoked,
             actor=actor,
             subject=f"link:{link.id}",
+            user_id=link.user_id,
             payload={"grant": link.grant_id, "reason": reason[:500]},
         )
     return link
@@ -164,6 +166,7 @@ def revoke_all(session: Session, user_id: int, *, reason: str, actor: str) -> in
             EventTag.Distribution.LinkRevoked,
             actor=actor,
             subject=f"user:{user_id}",
+            user_id=user_id,
             payload={"link_ids": [link.id for link in live], "reason": reason[:500]},
         )
     return len(live)

@@ -71,3 +71,20 @@ class RecipientManifest(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecipientFileHash(Base):
+    """One file of a recipient's ready manifest, by its sha256: exact copies found by index.
+
+    Written with the manifest (`services._store_manifest`) and removed when it is no longer
+    ready, so a trace looks a suspect file's hash up instead of reading every manifest.
+    """
+
+    __tablename__ = "recipient_file_hashes"
+    __table_args__ = (UniqueConstraint("release_id", "user_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    path: Mapped[str] = mapped_column(String(512))

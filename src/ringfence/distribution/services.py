@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -23,7 +23,7 @@ from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Model, Organisation, Release
 from ringfence.db import utcnow
 from ringfence.distribution import links, manifests, sources
-from ringfence.distribution.models import DownloadLink, RecipientManifest
+from ringfence.distribution.models import DownloadLink, RecipientFileHash, RecipientManifest
 from ringfence.distribution.ranges import ByteRange, if_range_holds, parse_range
 from ringfence.errors import NotFound, TokenInvalid
 from ringfence.secrets import SecretStore
@@ -134,6 +134,7 @@ def prepare_delivery(
             actor=user.email,
             subject=f"release:{release.ref}",
             ip=ip,
+            user_id=user.id,
             payload={
                 "path": artifact.path,
                 "bytes": byte_range.length,
@@ -369,6 +370,7 @@ def _store_manifest(
                 session.add(row)
             for key, value in values.items():
                 setattr(row, key, value)
+            _index_file_hashes(session, row)
             try:
                 session.commit()
             except DBIntegrityError:
@@ -377,6 +379,23 @@ def _store_manifest(
                 continue
             return row
     raise AssertionError("unreachable")
+
+
+def _index_file_hashes(session: Session, row: RecipientManifest) -> None:
+    """Keep `recipient_file_hashes` equal to the files of the row, while it is ready."""
+    session.execute(
+        delete(RecipientFileHash).where(
+            RecipientFileHash.release_id == row.release_id,
+            RecipientFileHash.user_id == row.user_id,
+        )
+    )
+    if row.state == "ready":
+        session.add_all(
+            RecipientFileHash(
+                sha256=digest, release_id=row.release_id, user_id=row.user_id, path=path
+            )
+            for path, digest in (row.files or {}).items()
+        )
 
 
 def pending_manifests(session: Session) -> list[tuple[int, int]]:

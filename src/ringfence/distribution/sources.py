@@ -53,7 +53,7 @@ class Recipient:
 
 def recipient_for(session: Session, release: Release, user: User) -> Recipient:
     """The recipient `user` is for `release`, registered with the fingerprint area if new."""
-    registered = register_recipient(session, release, user.email, actor=user.email)
+    registered = register_recipient(session, release, user.email, actor=user.email, user_id=user.id)
     return Recipient(release.id, user.id, user.email, int(registered.index))
 
 

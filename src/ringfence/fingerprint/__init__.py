@@ -7,7 +7,8 @@ Pure numeric core (arrays in, arrays out):
   `CodeParams(n, c, eps).design` gives the code length (16,448 symbols at the defaults).
 - `carrier`: keyed splitmix64 streams; which weight carries which symbol, position-addressed.
 - `embed`: one-format-step kernels on raw words (BF16, F16, F32; GGUF Q8_0 quants).
-- `detect`: soft symbols from a suspect against the original; ranking recipients.
+- `read`: soft symbols from a suspect against the original (inverse-variance matched filter).
+- `accuse`: every recipient scored, and the one rule for whom the evidence accuses.
 
 Adapters: `plan` (which tensors carry the code, `check_capacity` at publish time), `stream`
 (`fingerprinted_bytes` for any byte range in constant memory), `services` (recipients,

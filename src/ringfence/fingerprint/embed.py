@@ -10,7 +10,7 @@ on one weight in 2^d has ulp²/2^d. At the first density, 1/8, that is 1.5x a ca
 in the matrices, and held-out perplexity rose by +0.0034 against the cast's +0.0037
 (BENCHMARKS.md, antithetic pairs; the cast also touches norms): level with a cast, not below
 it. New releases therefore use 1/16 (ulp²/16, 0.75x a cast's energy): +0.0019, half the
-cast's. The tracing reader's inverse-variance weights (`tracing.read`) win back part of the
+cast's. The reader's inverse-variance weights (`fingerprint.read`) win back part of the
 symbol SNR the sparser mark gives up. The density is stored with each release, so older
 releases keep 1/8 and their recipients' bytes. F16 and F32 get the same relative step
 (8 and 2^16 units of their raw words: one bf16 ulp of the value), so a bf16 cast of a

@@ -1,6 +1,6 @@
 """Fingerprint operations: recipients, the bytes a recipient downloads, issuing and detecting.
 
-The numeric core (`code`, `carrier`, `embed`, `detect`) sees arrays only; this module is the
+The numeric core (`code`, `carrier`, `embed`, `read`, `accuse`) sees arrays only; this module is the
 adapter between it and the catalogue (releases, artifacts, blobs), the secret store and the
 audit log. A release's key is `secrets.derive("fingerprint:release:<id>")`: it never leaves
 the server, and with it and a recipient's index every byte of her copy can be recomputed.
@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
+from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, NotFound
-from ringfence.fingerprint import carrier, code, detect
+from ringfence.fingerprint import carrier, code, read
+from ringfence.fingerprint.accuse import Candidate, decide, score_all
 from ringfence.fingerprint.code import CodeParams
 from ringfence.fingerprint.models import Recipient
 from ringfence.fingerprint.plan import FingerprintPlan, build_plan
@@ -81,9 +83,18 @@ def release_key(secrets: SecretStore, release: Release) -> bytes:
 
 
 def register_recipient(
-    session: Session, release: Release, email: str, *, actor: str, simulated: bool = False
+    session: Session,
+    release: Release,
+    email: str,
+    *,
+    actor: str,
+    simulated: bool = False,
+    user_id: int | None = None,
 ) -> Recipient:
-    """The release's recipient for `email`, registered (with the next dense index) if new."""
+    """The release's recipient for `email`, registered (with the next dense index) if new.
+
+    `user_id` is the account behind `email`, if any: the audit event names it.
+    """
     email = email.strip()
     if not email or len(email) > 320:
         raise InvalidInput("a recipient needs an e-mail address or user reference")
@@ -92,11 +103,8 @@ def register_recipient(
     ).first()
     if found is not None:
         return found
-    count = session.scalar(
-        select(func.count()).select_from(Recipient).where(Recipient.release_id == release.id)
-    )
     recipient = Recipient(
-        release_id=release.id, index=int(count or 0), email=email, simulated=simulated
+        release_id=release.id, index=next_index(session, release), email=email, simulated=simulated
     )
     session.add(recipient)
     session.flush()
@@ -106,29 +114,51 @@ def register_recipient(
             EventTag.Fingerprint.RecipientRegistered,
             actor=actor,
             subject=f"release:{release.ref}",
+            user_id=user_id,
             payload={"recipient": email, "index": recipient.index},
         )
     return recipient
 
 
-def simulate_recipients(session: Session, release: Release, count: int, *, actor: str) -> int:
-    """Register `count` made-up recipients (for trace experiments); returns the total."""
-    start = int(
-        session.scalar(
-            select(func.count()).select_from(Recipient).where(Recipient.release_id == release.id)
-        )
-        or 0
+def next_index(session: Session, release: Release) -> int:
+    """The index the release's next recipient gets: one past the highest (0 for the first).
+
+    Indices are dense (0, 1, 2, ...) since every registration takes this one, so it is also
+    the number of recipients registered so far.
+    """
+    last = session.scalar(
+        select(func.max(Recipient.index)).where(Recipient.release_id == release.id)
     )
-    session.add_all(
-        Recipient(
-            release_id=release.id,
-            index=start + i,
-            email=f"simulated-{start + i}@invalid",
-            simulated=True,
+    return 0 if last is None else int(last) + 1
+
+
+def simulate_recipients(
+    session: Session, release: Release, count: int, *, actor: str, chunk: int = 50_000
+) -> int:
+    """Register `count` made-up recipients (trace experiments); returns the release's total.
+
+    They take the indices `next_index` .. `next_index + count - 1`, after every recipient
+    registered so far, real or simulated, and are named `simulated-<index>@invalid`. Written
+    with bulk inserts of `chunk` rows (a million in seconds, not minutes).
+    """
+    if count < 1:
+        raise InvalidInput("simulate at least one recipient")
+    start = next_index(session, release)
+    now = utcnow()
+    for first in range(start, start + count, chunk):
+        session.execute(
+            insert(Recipient),
+            [
+                {
+                    "release_id": release.id,
+                    "index": i,
+                    "email": f"simulated-{i}@invalid",
+                    "simulated": True,
+                    "created_at": now,
+                }
+                for i in range(first, min(first + chunk, start + count))
+            ],
         )
-        for i in range(count)
-    )
-    session.flush()
     record(
         session,
         EventTag.Fingerprint.RecipientsSimulated,
@@ -226,9 +256,16 @@ def make_copy(
     *,
     actor: str,
     progress: Callable[[str, int], None] | None = None,
+    user_id: int | None = None,
 ) -> IssuedCopy:
-    """Write exactly the copy `email` would download into `out`, and record the issuance."""
-    recipient = register_recipient(session, release, email, actor=actor)
+    """Write exactly the copy `email` would download into `out`, and record the issuance.
+
+    The audit events name the account `user_id`, or else the account whose address is
+    exactly `email` (a copy may also be made for someone without one).
+    """
+    if user_id is None:
+        user_id = _account_of(session, email.strip())
+    recipient = register_recipient(session, release, email, actor=actor, user_id=user_id)
     files = []
     for artifact in release.artifacts:
         target = (out / artifact.path).resolve()
@@ -248,6 +285,7 @@ def make_copy(
         EventTag.Fingerprint.CopyIssued,
         actor=actor,
         subject=f"release:{release.ref}",
+        user_id=user_id,
         payload={
             "recipient": recipient.email,
             "index": recipient.index,
@@ -256,6 +294,14 @@ def make_copy(
         },
     )
     return IssuedCopy(recipient, files)
+
+
+def _account_of(session: Session, email: str) -> int | None:
+    """The id of the account whose address is exactly `email`, if there is one."""
+    from ringfence.access.models import User  # accounts sit above fingerprints: import late
+
+    found: int | None = session.scalar(select(User.id).where(User.email == email))
+    return found
 
 
 def _suspect_tensors(path: Path) -> dict[str, tuple[WeightsIndex, Path]]:
@@ -275,11 +321,14 @@ def _suspect_tensors(path: Path) -> dict[str, tuple[WeightsIndex, Path]]:
 def read_suspect(
     blobs: BlobStore, key: bytes, release: Release, suspect: Path
 ) -> npt.NDArray[np.float64]:
-    """Soft code symbols of a suspect copy (file or directory, same format and tensor names)."""
+    """Soft code symbols of a suspect copy (file or directory, same format and tensor names).
+
+    The tracing reader without the alignment: `read.tensor_evidence` over every carrier
+    tensor the copy holds under the release's own name and size.
+    """
     tensors = _suspect_tensors(suspect)
     params = release_params(release)
-    num = np.zeros(params.design.length)
-    den = np.zeros(params.design.length)
+    total = read.SymbolEvidence.empty(params.design.length)
     matched = 0
     for artifact in release.artifacts:
         plan = artifact_plan(key, artifact, params)
@@ -298,19 +347,19 @@ def read_suspect(
                 with path.open("rb") as fh:
                     fh.seek(info.begin)
                     theirs = np.frombuffer(fh.read(info.end - info.begin), dtype=np.uint8)
-                values = detect.decode(info.dtype, theirs)
-                n, d = detect.symbol_evidence(
-                    t.dtype, raw, values, t.seed, plan.code_length, plan.density_log2
+                values = read.decode(info.dtype, theirs)
+                total.add(
+                    read.tensor_evidence(
+                        t.dtype, raw, values, t.seed, plan.code_length, plan.density_log2
+                    )
                 )
-                num += n
-                den += d
                 matched += 1
     if not matched:
         raise NotFound(
             f"{suspect} holds none of {release.ref}'s fingerprinted tensors",
             hint="give the copy in the release's own format and tensor names",
         )
-    return detect.soft_symbols(num, den)
+    return read.soft_symbols(total).symbols
 
 
 def detect_copy(
@@ -321,8 +370,11 @@ def detect_copy(
     suspect: Path,
     *,
     top: int = 10,
-) -> tuple[list[tuple[detect.Accusation, str]], float]:
-    """The registered recipients whose codewords a copy carries best, and the z threshold."""
+) -> tuple[list[tuple[Candidate, str]], float]:
+    """The registered recipients whose codewords a copy carries best, and the z threshold.
+
+    Accused as a trace accuses (`accuse.decide`), at the release's own false-accusation bound.
+    """
     key = release_key(secrets, release)
     symbols = read_suspect(blobs, key, release, suspect)
     ids = recipient_indices(session, release)
@@ -330,12 +382,19 @@ def detect_copy(
         raise NotFound(f"{release.ref} has no recipients yet")
     params = release_params(release)
     limits = release_thresholds(key, params)
-    ranked, z_cut = detect.rank(key, limits, symbols, ids, params.false_accusation, top)
+    verdict = decide(
+        score_all(key, limits, symbols, ids),
+        ids,
+        limits,
+        symbols,
+        bound=params.false_accusation,
+        top=top,
+    )
     rows = session.execute(
         select(Recipient.index, Recipient.email).where(
             Recipient.release_id == release.id,
-            Recipient.index.in_([a.recipient for a in ranked]),
+            Recipient.index.in_([c.index for c in verdict.candidates]),
         )
     ).tuples()
     emails = {index: email for index, email in rows}  # a Result has keys(): dict() misreads it
-    return [(a, emails.get(a.recipient, "?")) for a in ranked], z_cut
+    return [(c, emails.get(c.index, "?")) for c in verdict.candidates], verdict.threshold_z

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.catalogue.services import get_release, list_releases
 from ringfence.errors import NotFound
-from ringfence.fingerprint.detect import decode
 from ringfence.fingerprint.plan import CarrierTensor, FingerprintPlan
+from ringfence.fingerprint.read import decode
 from ringfence.fingerprint.services import artifact_plan, release_params
 from ringfence.tracing.align import (
     align_matrix,

@@ -1,6 +1,7 @@
 """Tracing a leaked copy: identify the release, align, read, score everyone, record the trace.
 
-The adapter between the numeric core (`align`, `read`, `accuse`) and the rest of ringfence:
+The adapter between the numeric core (`align` here; `read` and `accuse` in the fingerprint
+area, shared with `fingerprint detect`) and the rest of ringfence:
 catalogue (releases and their original bytes), the fingerprint area (release keys, carrier
 plans, recipients), distribution (per-recipient manifests for the exact-copy fast path),
 access (grants and licence acceptances for the evidence) and the audit log.
@@ -19,25 +20,25 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import String, cast, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
-from ringfence.audit.services import record
+from ringfence.audit.services import events_about, record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.catalogue.services import get_release
 from ringfence.errors import InvalidInput
 from ringfence.fingerprint import code
-from ringfence.fingerprint.detect import decode
+from ringfence.fingerprint.accuse import DEFAULT_BOUND, Verdict, decide, score_all
 from ringfence.fingerprint.models import Recipient
+from ringfence.fingerprint.read import SymbolEvidence, decode, soft_symbols, tensor_evidence
 from ringfence.fingerprint.services import (
     recipient_indices,
     release_key,
     release_params,
     release_thresholds,
 )
-from ringfence.tracing.accuse import DEFAULT_BOUND, Verdict, decide, score_all
 from ringfence.tracing.align import (
     align_matrix,
 )
@@ -50,7 +51,6 @@ from ringfence.tracing.match import (
     shape_of,
     weight_plans,
 )
-from ringfence.tracing.read import SymbolEvidence, soft_symbols, tensor_evidence
 from ringfence.tracing.suspect import Suspect, SuspectFile, open_suspect
 from ringfence.wiring import Services
 
@@ -138,27 +138,24 @@ def _collapse(steps: Sequence[str]) -> list[str]:
 def exact_copies(session: Session, files: Sequence[SuspectFile]) -> list[tuple[int, str, str]]:
     """(release id, recipient e-mail, path) of issued copies that hold a suspect file's bytes.
 
-    The hook for issued copies' hashes: distribution's signed per-recipient manifests.
+    One indexed lookup of the files' sha256s in `recipient_file_hashes`, which distribution
+    keeps equal to the files of every ready signed per-recipient manifest.
     """
     try:
         from ringfence.access.models import User
-        from ringfence.distribution.models import RecipientManifest
+        from ringfence.distribution.models import RecipientFileHash
     except ImportError:  # pragma: no cover - the distribution area is not installed
         return []
-    wanted = {f.sha256 for f in files if f.sha256}
+    wanted = sorted({f.sha256 for f in files if f.sha256})
     if not wanted:
         return []
-    found = []
     rows = session.execute(
-        select(RecipientManifest.release_id, RecipientManifest.files, User.email)
-        .join(User, User.id == RecipientManifest.user_id)
-        .where(RecipientManifest.state == "ready")
+        select(RecipientFileHash.release_id, User.email, RecipientFileHash.path)
+        .join(User, User.id == RecipientFileHash.user_id)
+        .where(RecipientFileHash.sha256.in_(wanted))
+        .order_by(RecipientFileHash.id)
     )
-    for release_id, manifest_files, email in rows:
-        for path, digest in (manifest_files or {}).items():
-            if digest in wanted:
-                found.append((int(release_id), str(email), str(path)))
-    return found
+    return [(int(release_id), str(email), str(path)) for release_id, email, path in rows]
 
 
 def _originals_matching(session: Session, files: Sequence[SuspectFile]) -> list[str]:
@@ -470,16 +467,7 @@ def _attach_records(session: Session, result: TraceResult) -> None:
                         f"from {a.ip or '?'}",
                     }
                 )
-        events = session.scalars(
-            select(AuditEvent)
-            .where(
-                (AuditEvent.subject.contains(email))
-                | (cast(AuditEvent.payload, String).contains(email))
-            )
-            .order_by(AuditEvent.seq)
-            .limit(200)
-        )
-        for e in events:
+        for e in _events_about(session, None if user is None else user.id, email):
             records.append(
                 {
                     "kind": e.tag,
@@ -490,44 +478,22 @@ def _attach_records(session: Session, result: TraceResult) -> None:
         result.records[email] = sorted(records, key=lambda r: r["at"])
 
 
-# --- simulated recipients ------------------------------------------------------------------
+def _events_about(session: Session, user_id: int | None, email: str) -> list[AuditEvent]:
+    """The audit events about one recipient: by account id, never by a piece of an address.
 
-
-def simulate_recipients(
-    session: Session, release: Release, count: int, *, actor: str, chunk: int = 50_000
-) -> int:
-    """Register `count` simulated recipients with bulk inserts; returns the release's total."""
-    from sqlalchemy import func
-
-    if count < 1:
-        raise InvalidInput("simulate at least one recipient")
-    last_index = session.scalar(
-        select(func.max(Recipient.index)).where(Recipient.release_id == release.id)
-    )
-    start = 0 if last_index is None else int(last_index) + 1
-    from ringfence.db import utcnow
-
-    now = utcnow()
-    for first in range(start, start + count, chunk):
-        last = min(first + chunk, start + count)
-        session.execute(
-            insert(Recipient),
-            [
-                {
-                    "release_id": release.id,
-                    "index": i,
-                    "email": f"simulated-{i}@invalid",
-                    "simulated": True,
-                    "created_at": now,
-                }
-                for i in range(first, last)
-            ],
+    A recipient without an account (a copy made for an address) has only the fingerprint
+    area's events, which name her by her whole address.
+    """
+    if user_id is not None:
+        return events_about(session, user_id)
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.tag.startswith("fingerprint:"),
+                AuditEvent.payload["recipient"].as_string() == email,
+            )
+            .order_by(AuditEvent.seq)
+            .limit(200)
         )
-    record(
-        session,
-        EventTag.Fingerprint.RecipientsSimulated,
-        actor=actor,
-        subject=f"release:{release.ref}",
-        payload={"added": count, "total": start + count},
     )
-    return start + count

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ringfence.errors import CapacityError, UnsupportedFormat
-from ringfence.fingerprint import code, detect, plan, stream
+from ringfence.fingerprint import accuse, code, plan, read, stream
 from ringfence.formats.index import read_index
 from ringfence.formats.safetensors import bf16_words, write_safetensors
 
@@ -97,8 +97,8 @@ def test_changes_are_one_step_on_one_weight_in_2_to_the_density(
     assert p.density_log2 == density
     fingerprinted = np.frombuffer(copy, dtype=np.uint8)
     for t in p.tensors:
-        before = detect.decode(t.dtype, original[t.begin : t.end])
-        after = detect.decode(t.dtype, fingerprinted[t.begin : t.end])
+        before = read.decode(t.dtype, original[t.begin : t.end])
+        after = read.decode(t.dtype, fingerprinted[t.begin : t.end])
         changed = before != after
         # a few elements are left alone (Q8_0 quants at ±127, zeros); a cut block adds a few
         assert 0.88 * 2.0**-density < changed.mean() < 1.01 * 2.0**-density
@@ -130,21 +130,24 @@ def test_detector_reads_the_codeword_back(name: str, request: pytest.FixtureRequ
     original = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     copy, p = _whole(path, 11)
     fingerprinted = np.frombuffer(copy, dtype=np.uint8)
-    num = np.zeros(p.code_length)
-    den = np.zeros(p.code_length)
+    evidence = read.SymbolEvidence.empty(p.code_length)
     for t in p.tensors:
-        suspect = detect.decode(t.dtype, fingerprinted[t.begin : t.end])
-        n, d = detect.symbol_evidence(
-            t.dtype, original[t.begin : t.end], suspect, t.seed, p.code_length, p.density_log2
+        suspect = read.decode(t.dtype, fingerprinted[t.begin : t.end])
+        evidence.add(
+            read.tensor_evidence(
+                t.dtype, original[t.begin : t.end], suspect, t.seed, p.code_length, p.density_log2
+            )
         )
-        num += n
-        den += d
-    y = detect.soft_symbols(num, den)
+    y = read.soft_symbols(evidence).symbols
     limits = code.thresholds(KEY, p.code_length, PARAMS.cutoff)
-    accusations, z_cut = detect.rank(KEY, limits, y, np.arange(1000), PARAMS.false_accusation)
-    assert accusations[0].recipient == 11 and accusations[0].accused
-    assert accusations[0].z > z_cut
-    assert not any(a.accused for a in accusations[1:])
+    ids = np.arange(1000)
+    verdict = accuse.decide(
+        accuse.score_all(KEY, limits, y, ids), ids, limits, y, bound=PARAMS.false_accusation
+    )
+    best, *others = verdict.candidates
+    assert best.index == 11 and best.accused
+    assert best.z > verdict.threshold_z
+    assert not any(c.accused for c in others)
 
 
 def test_capacity_is_checked_with_has_and_needs(safetensors_file: Path) -> None:

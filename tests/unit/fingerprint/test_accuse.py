@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ringfence.fingerprint import code
-from ringfence.tracing.accuse import decide, score_all
-from ringfence.tracing.read import SymbolEvidence, soft_symbols
+from ringfence.fingerprint.accuse import decide, score_all
+from ringfence.fingerprint.read import SymbolEvidence, soft_symbols
 
 KEY = b"k" * 32
 LENGTH = 2048

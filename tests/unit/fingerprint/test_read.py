@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from ringfence.fingerprint import carrier
-from ringfence.fingerprint.detect import decode
+from ringfence.fingerprint.read import decode, tensor_evidence
 from ringfence.formats.safetensors import bf16_to_f32, bf16_words
-from ringfence.tracing.read import tensor_evidence
 
 LENGTH = 256
 

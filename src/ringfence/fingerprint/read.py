@@ -1,9 +1,14 @@
-"""Soft code symbols, each with a reliability, from an aligned suspect and the original.
+"""Soft code symbols, each with a reliability, from a suspect and the original.
+
+The one reader of code symbols: `services.detect_copy` (a copy in the release's own format
+and tensor names) and `tracing` (any suspect, aligned to the original first) both sum
+`tensor_evidence` over the carrier tensors and hand `soft_symbols(...).symbols` to `accuse`.
 
 For changed element k of symbol i the embedding moved the weight by s_i·c_k, with c_k the
-carrier sign times half the distance between the format's neighbours of that original weight
-(one bf16/f16/f32 step, or the Q8_0 block scale; see `fingerprint.embed`). With the residual
-d_k = suspect_k − original_k the matched filter (weighted least squares) gives
+carrier sign times half the distance between the format's neighbours of that original weight:
+(v(raw+step) − v(raw−step))/2 for floats (one bf16/f16/f32 step of that very weight) and the
+block scale d for Q8_0 (see `fingerprint.embed`). With the residual d_k = suspect_k −
+original_k the matched filter (weighted least squares) gives
 
     ŝ_i = Σ_k w_k d_k c_k / Σ_k w_k c_k²,   Var(ŝ_i) = Σ_k w_k² c_k² σ_k² / (Σ_k w_k c_k²)²,
 
@@ -31,8 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ringfence.fingerprint import carrier
-from ringfence.fingerprint.detect import coefficients, decode
-from ringfence.fingerprint.embed import unit_bytes
+from ringfence.fingerprint.embed import FLOAT_KINDS, Q8_0_BLOCK, Q8_0_BYTES, unit_bytes
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -42,6 +46,40 @@ U8 = npt.NDArray[np.uint8]
 SLICE = 1 << 18
 #: keeps the weights finite where a copy is exact (σ = 0 everywhere)
 _TINY = 1e-30
+
+
+def decode(dtype: str, raw: U8) -> F32:
+    """Values of a tensor's raw bytes (BF16, F16, F32, Q8_0) as float32."""
+    unit_bytes(dtype)
+    if dtype == "BF16":
+        return (raw.view("<u2").astype(np.uint32) << np.uint32(16)).view(np.float32)
+    if dtype == "F16":
+        return raw.view("<f2").astype(np.float32)
+    if dtype == "F32":
+        return raw.view("<f4").astype(np.float32)
+    blocks = raw.reshape(-1, Q8_0_BYTES)
+    scale = blocks[:, :2].copy().view("<f2").astype(np.float32)
+    return (blocks[:, 2:].view(np.int8).astype(np.float32) * scale).reshape(-1)
+
+
+def coefficients(dtype: str, raw: U8, index: npt.NDArray[np.int64]) -> F32:
+    """|c_k| at the changed elements `index` (relative to the start of `raw`)."""
+    if dtype == "Q8_0":
+        block = index // Q8_0_BLOCK * Q8_0_BYTES
+        scale = np.stack([raw[block], raw[block + 1]], axis=1).copy().view("<f2")
+        return np.abs(scale.reshape(-1).astype(np.float32))
+    kind = FLOAT_KINDS[dtype]
+    word = kind.word
+    words = raw.view(np.dtype(word).newbyteorder("<"))[index]
+    guard = (words + word(2 * kind.exponent_unit)) & word(kind.exponent_mask)
+    safe = guard > 2 * kind.exponent_unit
+    up = (words + word(kind.step)).astype(word)
+    down = (words - word(kind.step)).astype(word)
+    little = np.dtype(word).newbyteorder("<")
+    above = decode(dtype, up.astype(little).view(np.uint8))
+    below = decode(dtype, down.astype(little).view(np.uint8))
+    step = (above - below) / np.float32(2)
+    return np.where(safe, step, np.float32(0)).astype(np.float32)
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """Scoring every recipient ever issued a copy, and deciding whom the evidence accuses.
 
+The one accusation rule: `services.detect_copy` and `tracing` both score with `score_all` and
+decide with `decide`.
+
 Each recipient's symmetric Tardos score S_j = Σ_i y_i (x_ji − p_i)/√(p_i(1 − p_i)) is computed
 by `fingerprint.code.scores` from the recipient's index alone (codewords are regenerated, never
 stored), in chunks of ids so memory stays constant whatever the number of recipients.
