@@ -20,7 +20,7 @@ from rich.progress import (
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
 from ringfence.db import transaction
-from ringfence.errors import IntegrityError, NotFound
+from ringfence.errors import IntegrityError, InvalidInput, NotFound
 
 links_app = typer.Typer(help="Signed download links.", no_args_is_help=True)
 manifests_app = typer.Typer(help="Signed per-recipient manifests.", no_args_is_help=True)
@@ -228,7 +228,12 @@ def manifests_key(
     if out is None:
         print(pem.decode(), end="")
     else:
-        out.write_bytes(pem)
+        try:
+            out.write_bytes(pem)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot write {out}: {exc.strerror}", hint="choose a writable path"
+            ) from exc
         console.print(f"wrote {out}")
 
 

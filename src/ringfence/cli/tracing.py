@@ -13,6 +13,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console, errors
 from ringfence.db import transaction
+from ringfence.errors import InvalidInput
 from ringfence.fingerprint import services as fingerprint
 from ringfence.fingerprint.accuse import DEFAULT_BOUND
 from ringfence.tracing import services as tracing
@@ -50,7 +51,13 @@ def trace(
         if report is not None:
             from ringfence.tracing.report import render_report
 
-            report.write_text(render_report(result), encoding="utf-8")
+            try:
+                report.write_text(render_report(result), encoding="utf-8")
+            except OSError as exc:
+                # Inside the transaction: the trace is not recorded without its report.
+                raise InvalidInput(
+                    f"cannot write {report}: {exc.strerror}", hint="choose a writable path"
+                ) from exc
     elapsed = time.perf_counter() - started
     if as_json:
         print(json.dumps(result.summary(), indent=2))
