@@ -132,12 +132,15 @@ def database_error(exc: sa_exc.SQLAlchemyError, url: str | None) -> RingfenceErr
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0].strip()
     if isinstance(exc, sa_exc.IntegrityError):
         if found := _POSTGRES_UNIQUE.search(str(exc.orig)):
-            what = f"{found['columns']} {found['values']}"
-            return Conflict(f"{what} already exists", hint="use the existing one, or another")
-        if found := _SQLITE_UNIQUE.search(reason):
-            columns = found["columns"].replace(", ", " and ")
             return Conflict(
-                f"a record with that {columns} already exists",
+                f"a record with {found['columns']} = {found['values']} already exists",
+                hint="use the existing one, or another",
+            )
+        if found := _SQLITE_UNIQUE.search(reason):
+            names = [c.strip().partition(".") for c in found["columns"].split(",")]
+            columns = " and ".join(column for _, _, column in names)
+            return Conflict(
+                f"{names[0][0]}: a record with the same {columns} already exists",
                 hint="use the existing one, or another",
             )
         return Conflict(f"the database refused the change: {reason}")
