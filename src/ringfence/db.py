@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,10 +10,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from ringfence.datadir import private_file
+from ringfence.errors import Conflict, DatabaseUnavailable, RingfenceError
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -109,3 +112,42 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+#: SQLite: "UNIQUE constraint failed: users.email"; PostgreSQL: "Key (email)=(a@b.c) already exists"
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")
+_POSTGRES_UNIQUE = re.compile(r"Key \((?P<columns>[^)]*)\)=\((?P<values>.*)\) already exists")
+
+
+def safe_url(url: str) -> str:
+    """`url` with its password masked, fit for an error message or a log line."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<an unreadable database URL>"
+
+
+def database_error(exc: sa_exc.SQLAlchemyError, url: str | None) -> RingfenceError | None:
+    """The one-line RingfenceError a database failure stands for, or None for a bug."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0].strip()
+    if isinstance(exc, sa_exc.IntegrityError):
+        if found := _POSTGRES_UNIQUE.search(str(exc.orig)):
+            return Conflict(
+                f"a record with {found['columns']} = {found['values']} already exists",
+                hint="use the existing one, or another",
+            )
+        if found := _SQLITE_UNIQUE.search(reason):
+            names = [c.strip().partition(".") for c in found["columns"].split(",")]
+            columns = " and ".join(column for _, _, column in names)
+            return Conflict(
+                f"{names[0][0]}: a record with the same {columns} already exists",
+                hint="use the existing one, or another",
+            )
+        return Conflict(f"the database refused the change: {reason}")
+    if isinstance(exc, sa_exc.OperationalError):
+        where = f" at {safe_url(url)}" if url else ""
+        return DatabaseUnavailable(
+            f"cannot use the database{where}: {reason}",
+            hint="check RINGFENCE_DATABASE_URL (or RINGFENCE_HOME) and that the database is up",
+        )
+    return None

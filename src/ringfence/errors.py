@@ -106,3 +106,22 @@ class IntegrityError(RingfenceError):
 
     exit_code = 1
     http_status = 500
+
+
+class Unavailable(RingfenceError):
+    """Something ringfence depends on (a server, the database, a bucket) failed to answer."""
+
+    exit_code = 4
+    http_status = 503
+
+
+class ServerUnreachable(Unavailable):
+    """The ringfence server a client command talks to did not answer."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be opened, reached or used."""
+
+
+class StorageUnavailable(Unavailable):
+    """The blob store (an S3 bucket) refused or failed a request."""

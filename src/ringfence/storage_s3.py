@@ -3,19 +3,23 @@
 Chosen by settings: `RINGFENCE_STORAGE=s3` with `RINGFENCE_S3_BUCKET`, and optionally
 `RINGFENCE_S3_ENDPOINT_URL` (MinIO, Ceph, moto), `RINGFENCE_S3_PREFIX` and the usual AWS
 credential variables. Keys are `PREFIX sha256/ab/cd/<sha256>`, as on disk. Reads are ranged
-GETs, so a download of any byte range streams without fetching the whole object.
+GETs, so a download of any byte range streams without fetching the whole object. What boto3
+raises (S3's refusals, an endpoint that does not answer, missing credentials) leaves this
+module as one StorageUnavailable line naming the bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ringfence.errors import IntegrityError, InvalidInput, NotFound
+from ringfence.errors import IntegrityError, InvalidInput, NotFound, StorageUnavailable
 from ringfence.storage import CHUNK, BlobStore, LocalBlobStore
 
 
@@ -29,6 +33,52 @@ class StorageSettings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_prefix: str = ""
     s3_region: str | None = None
+
+
+#: what to do about S3's error codes, when the code alone does not say
+_HINTS = {
+    "NoSuchBucket": "create the bucket, or set RINGFENCE_S3_BUCKET to an existing one",
+    "AccessDenied": "give these credentials access to the bucket",
+    "InvalidAccessKeyId": "check the AWS credentials",
+    "SignatureDoesNotMatch": "check the AWS credentials",
+}
+
+
+def _refused(exc: Any, bucket: str) -> StorageUnavailable:
+    """One line for S3's refusal (a botocore ClientError): its code, the call and the bucket."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "an error"))
+    message = str(error.get("Message", "") or "").rstrip(".")
+    return StorageUnavailable(
+        f"S3 answered {code} to {exc.operation_name} on bucket {bucket}"
+        + (f" ({message})" if message else ""),
+        hint=_HINTS.get(code, "check RINGFENCE_S3_* and the bucket"),
+    )
+
+
+@contextmanager
+def _s3_errors(bucket: str) -> Iterator[None]:
+    """Within this block, what boto3 raises becomes one StorageUnavailable line."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        raise _refused(exc, bucket) from exc
+    except S3UploadFailedError as exc:
+        # boto3's transfer wraps S3's refusal; the refusal says more than the wrapper.
+        if isinstance(exc.__context__, ClientError):
+            raise _refused(exc.__context__, bucket) from exc
+        raise StorageUnavailable(
+            f"uploading to S3 bucket {bucket} failed: {exc}",
+            hint="check RINGFENCE_S3_* and the bucket",
+        ) from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable(
+            f"cannot use S3 bucket {bucket}: {exc}",
+            hint="check RINGFENCE_S3_ENDPOINT_URL, the network and the AWS credentials",
+        ) from exc
 
 
 def _key(prefix: str, sha256: str) -> str:
@@ -63,13 +113,14 @@ class S3ObjectReader(io.RawIOBase):
         if self._pos >= self._size or not len(view):
             return 0
         end = min(self._pos + len(view), self._size)
-        body = self._client.get_object(
-            Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end - 1}"
-        )["Body"]
         got = 0
-        for chunk in body.iter_chunks(CHUNK):
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+        with _s3_errors(self._bucket):
+            body = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end - 1}"
+            )["Body"]
+            for chunk in body.iter_chunks(CHUNK):
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
         self._pos += got
         return got
 
@@ -96,21 +147,22 @@ class S3BlobStore:
                 size += len(chunk)
         sha = digest.hexdigest()
         if not self.exists(sha):
-            self.client.upload_file(str(source), self.bucket, _key(self.prefix, sha))
+            with _s3_errors(self.bucket):
+                self.client.upload_file(str(source), self.bucket, _key(self.prefix, sha))
         return sha, size
 
     def _head(self, sha256: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
-        try:
-            head: dict[str, Any] = self.client.head_object(
-                Bucket=self.bucket, Key=_key(self.prefix, sha256)
-            )
-            return head
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        key = _key(self.prefix, sha256)
+        with _s3_errors(self.bucket):
+            try:
+                head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
+                return head
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
 
     def exists(self, sha256: str) -> bool:
         return self._head(sha256) is not None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.errors import IntegrityError, NotFound
+from ringfence.errors import IntegrityError, NotFound, StorageUnavailable
 from ringfence.storage import LocalBlobStore
 from ringfence.storage_s3 import S3BlobStore, StorageSettings, make_blob_store
 
@@ -91,3 +91,58 @@ def test_distribution_streams_from_s3(store: S3BlobStore, tmp_path: Path) -> Non
 
 def test_local_is_the_default(tmp_path: Path) -> None:
     assert isinstance(make_blob_store(tmp_path, StorageSettings(storage="local")), LocalBlobStore)
+
+
+def test_a_missing_bucket_is_one_line_naming_it(
+    store: S3BlobStore, endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    missing = S3BlobStore("no-such-bucket", client=boto3.client("s3", endpoint_url=endpoint))
+    with pytest.raises(StorageUnavailable) as raised:
+        missing.put_file(tmp_path / "w.bin")
+    assert "no-such-bucket" in raised.value.diagnostics()
+    assert "\n" not in raised.value.diagnostics()
+
+
+def test_an_endpoint_that_refuses_is_one_line(
+    store: S3BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.config import Config
+
+    from tests.live import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    client = boto3.client(
+        "s3", endpoint_url=closed, config=Config(retries={"max_attempts": 1}, connect_timeout=2)
+    )
+    with pytest.raises(StorageUnavailable, match="cannot use S3 bucket weights"):
+        S3BlobStore("weights", client=client).exists("0" * 64)
+
+
+def test_publish_to_a_missing_bucket_fails_as_one_line(
+    store: S3BlobStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ringfence.cli import context
+    from ringfence.cli.main import run
+    from tests.conftest import TINY_CODE_ENV, write_tiny_model
+
+    monkeypatch.setenv("RINGFENCE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RINGFENCE_S3_BUCKET", "no-such-bucket")
+    for name, value in TINY_CODE_ENV.items():
+        monkeypatch.setenv(name, value)
+    context.services.cache_clear()
+    try:
+        assert run(["init", "--org", "lab"]) == 0
+        capsys.readouterr()
+        code = run(
+            ["publish", str(write_tiny_model(tmp_path / "tiny")), "--model", "t", "--version", "1"]
+        )
+    finally:
+        context.services.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert "S3 answered NoSuchBucket" in err and "bucket no-such-bucket" in err
+    assert len(err.strip().splitlines()) == 1

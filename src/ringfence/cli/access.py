@@ -13,11 +13,11 @@ from typing import Any
 import typer
 
 from ringfence.access import accounts, circles, grants, licences, requests, tokens, two_factor
-from ringfence.access.client import ApiClient
 from ringfence.access.models import NDA, Grant, User
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
+from ringfence.client import ApiClient
 from ringfence.db import transaction
 from ringfence.errors import InvalidInput
 from ringfence.wiring import Services

@@ -1,4 +1,9 @@
-"""Distribution commands: download, verify, links, manifests."""
+"""Distribution commands: download, verify, links, manifests.
+
+`download` and `verify` are client commands: they name the server by --server or
+RINGFENCE_URL. Imports of the server side (database, services) stay inside the commands
+that need them, so a client command starts without them.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ from rich.progress import (
 
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
-from ringfence.db import transaction
 from ringfence.errors import IntegrityError, InvalidInput, NotFound
 
 links_app = typer.Typer(help="Signed download links.", no_args_is_help=True)
@@ -32,7 +36,7 @@ def download(
     source: str = typer.Argument(..., help="A download link URL, or MODEL@VERSION."),
     out: Path = typer.Option(..., "--out", help="Directory to download into."),
     server: str | None = typer.Option(
-        None, "--server", envvar="RINGFENCE_SERVER", help="Server URL (for MODEL@VERSION)."
+        None, "--server", help="Server URL, for MODEL@VERSION (default: RINGFENCE_URL)."
     ),
     token: str | None = typer.Option(
         None, "--token", envvar="RINGFENCE_TOKEN", help="API token (for MODEL@VERSION)."
@@ -47,6 +51,7 @@ def download(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Download your fingerprinted copy (parallel, resumable) and verify its signed manifest."""
+    from ringfence.client import server_url
     from ringfence.distribution.client import download as run_download
 
     key = public_key.read_bytes() if public_key else None
@@ -77,7 +82,7 @@ def download(
         report = run_download(
             source,
             out,
-            server=server,
+            server=server_url(server),
             token=token,
             workers=workers,
             public_key=key,
@@ -108,21 +113,22 @@ def verify(
         None, "--public-key", help="The lab's manifest key (PEM)."
     ),
     server: str | None = typer.Option(
-        None, "--server", envvar="RINGFENCE_SERVER", help="Fetch the key from this server."
+        None, "--server", help="Fetch the key from this server (default: RINGFENCE_URL)."
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a downloaded copy against its signed manifest."""
-    from ringfence.distribution import manifests
-    from ringfence.distribution.client import verify_directory
+    from ringfence.client import server_url
+    from ringfence.distribution.client import signing_key, verify_directory
 
+    url = server_url(server) if public_key is None else None
     if public_key is not None:
         key = public_key.read_bytes()
-    elif server:
-        import httpx
-
-        key = httpx.get(f"{server.rstrip('/')}/api/v1/distribution/signing-key.pem").content
+    elif url is not None:
+        key = signing_key(url)
     else:
+        from ringfence.distribution import manifests
+
         key = manifests.public_key_pem(services().secrets)
     check = verify_directory(directory, key)
     emit(
@@ -151,6 +157,7 @@ def links_create(
     """Make a signed link to a grant holder's copy (checks their grant now)."""
     from ringfence.access.accounts import get_user
     from ringfence.catalogue.services import get_release
+    from ringfence.db import transaction
     from ringfence.distribution import services as dist
 
     svc = services()
@@ -173,7 +180,7 @@ def links_list(
 ) -> None:
     """Download links with their expiry, copies delivered and state."""
     from ringfence.access.accounts import get_user
-    from ringfence.db import utcnow
+    from ringfence.db import transaction, utcnow
     from ringfence.distribution import links
 
     with transaction(services().sessions) as session:
@@ -201,6 +208,7 @@ def links_revoke(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Kill one download link at once; the holder's grant stays."""
+    from ringfence.db import transaction
     from ringfence.distribution import links
 
     with transaction(services().sessions) as session:
@@ -245,6 +253,7 @@ def manifests_show(
     """Print a recipient's signed manifest (a Sigstore bundle)."""
     from ringfence.access.accounts import get_user
     from ringfence.catalogue.services import get_release
+    from ringfence.db import transaction
     from ringfence.distribution import services as dist
 
     with transaction(services().sessions) as session:

@@ -5,7 +5,8 @@ grows in `DIR/.ringfence-partial/PATH.part` next to the ETag it was started with
 asks for `Range: bytes=N-` with `If-Range: ETAG` (a changed copy comes back whole), and
 transient failures (connection refused while the server restarts, resets, timeouts) are
 retried with backoff. At the end the signed manifest is fetched, written to `DIR/model.sig`
-and every file is checked against it.
+and every file is checked against it. HTTP sessions, error answers and a server that does not
+answer are handled as for every client command, in ringfence.client.
 """
 
 from __future__ import annotations
@@ -21,16 +22,9 @@ from typing import Any
 
 import httpx
 
+from ringfence.client import error_from, session, transport_errors
 from ringfence.distribution import manifests
-from ringfence.errors import (
-    AuthenticationRequired,
-    IntegrityError,
-    InvalidInput,
-    NotFound,
-    PermissionDenied,
-    RingfenceError,
-    TokenExpired,
-)
+from ringfence.errors import IntegrityError, InvalidInput, NotFound
 
 PARTIAL_DIR = ".ringfence-partial"
 CHUNK = 1024 * 1024
@@ -53,27 +47,6 @@ class DownloadReport:
     check: manifests.DirectoryCheck | None = None
 
 
-def _error_from(response: httpx.Response) -> RingfenceError:
-    try:
-        error = response.json()["error"]
-        # the API's errors are {"error": {"message": ...}}, the Hub endpoints' {"error": "..."}
-        message = str(error["message"] if isinstance(error, dict) else error)
-    except (ValueError, KeyError, TypeError):
-        message = f"the server answered {response.status_code}"
-    status = response.status_code
-    if status == 401:
-        return AuthenticationRequired(message)
-    if status == 403:
-        return (
-            TokenExpired(message)
-            if "expired" in message or "used up" in message
-            else (PermissionDenied(message))
-        )
-    if status == 404:
-        return NotFound(message)
-    return RingfenceError(message)
-
-
 def _safe_path(path: str) -> PurePosixPath:
     rel = PurePosixPath(path)
     if rel.is_absolute() or ".." in rel.parts or not rel.parts:
@@ -90,23 +63,23 @@ def resolve_link(
     if not server or not token:
         raise InvalidInput(
             f"to download {source} by name, give the server and a token",
-            hint="pass --server URL and --token (or RINGFENCE_SERVER / RINGFENCE_TOKEN), "
+            hint="pass --server URL and --token (or RINGFENCE_URL / RINGFENCE_TOKEN), "
             "or give a download link",
         )
     response = client.post(
         f"{server.rstrip('/')}/api/v1/distribution/links",
         json={"release": source},
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     if response.status_code != 200:
-        raise _error_from(response)
+        raise error_from(response)
     return str(response.json()["url"]).rstrip("/")
 
 
 def _get_listing(client: httpx.Client, link: str) -> dict[str, Any]:
     response = _with_retries(lambda: client.get(f"{link}/files.json"))
     if response.status_code != 200:
-        raise _error_from(response)
+        raise error_from(response)
     listing: dict[str, Any] = response.json()
     return listing
 
@@ -156,9 +129,9 @@ def fetch_file(
             break
         try:
             with client.stream("GET", url, headers=headers) as response:
-                if response.status_code in (401, 403, 404, 416):
+                if 400 <= response.status_code < 500:
                     response.read()
-                    raise _error_from(response)
+                    raise error_from(response)
                 if response.status_code >= 500:
                     raise httpx.RemoteProtocolError(f"server error {response.status_code}")
                 mode = "ab" if response.status_code == 206 else "wb"
@@ -218,7 +191,8 @@ def download(
     on_listing: Callable[[dict[str, Any]], None] | None = None,
 ) -> DownloadReport:
     """Download the copy `source` names (a link URL, or MODEL@VERSION) into `out` and verify."""
-    with httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True) as client:
+    named = server_of(source) if source.startswith(("http://", "https://")) else server
+    with transport_errors(named or source), session(follow_redirects=True) as client:
         link = resolve_link(source, server=server, token=token, client=client)
         listing = _get_listing(client, link)
         if on_listing:
@@ -244,16 +218,28 @@ def download(
             return report
         (out / manifests.SIGNATURE_NAME).write_text(bundle)
         if public_key is None:
-            response = _with_retries(
-                lambda: client.get(f"{server_of(link)}/api/v1/distribution/signing-key.pem")
-            )
-            if response.status_code != 200:
-                raise _error_from(response)
-            public_key = response.content
+            public_key = _signing_key(client, server_of(link))
     check = verify_directory(out, public_key)
     report.check = check
     report.verified = check.ok
     return report
+
+
+def _signing_key(client: httpx.Client, server: str) -> bytes:
+    response = _with_retries(
+        lambda: client.get(
+            f"{server}/api/v1/distribution/signing-key.pem", headers={"Accept": "*/*"}
+        )
+    )
+    if response.status_code != 200:
+        raise error_from(response)
+    return response.content
+
+
+def signing_key(server: str) -> bytes:
+    """The lab's public manifest key (PEM), as `server` publishes it."""
+    with transport_errors(server), session() as client:
+        return _signing_key(client, server)
 
 
 def verify_directory(directory: Path, public_key: bytes) -> manifests.DirectoryCheck:
