@@ -37,15 +37,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringfence.access.accounts import start_session
 from ringfence.access.licences import install_research_licence
-from ringfence.access.models import NDA, AccessRequest, Grant, LicenceAcceptance, User
-from ringfence.access.tokens import create_token
+from ringfence.access.models import AccessRequest, Grant, LicenceAcceptance
+from ringfence.accounts.models import User
+from ringfence.accounts.services import start_session
+from ringfence.accounts.tokens import create_token
 from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
 from ringfence.distribution import links
 from ringfence.distribution.services import ensure_manifest
 from ringfence.distribution.tasks import compute_pending
+from ringfence.organisations.models import NDA
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
@@ -424,6 +426,11 @@ TABLE: dict[tuple[str, str], Entry] = {
         ),
     ),
     ("POST", "/admin/ndas/{nda_id}/countersign"): Entry(browser_with_role("admin")),
+    ("GET", "/admin/institutions"): Entry(browser_with_role("admin")),
+    # an empty reason is refused after authorisation, so the world's NDA stays in force
+    ("POST", "/admin/ndas/{nda_id}/revoke"): Entry(
+        browser_with_role("admin"), body=_form(reason="")
+    ),
     ("GET", "/admin/licences"): Entry(browser_with_role("admin")),
     ("POST", "/admin/licences"): Entry(
         browser_with_role("admin"), body=_form(slug="research-only", title="", text="")
@@ -477,6 +484,10 @@ TABLE: dict[tuple[str, str], Entry] = {
         per_circle=True,
         scratch=True,
         body=lambda world, circle: Body(json={"circle": circle, "reason": "matrix"}),
+    ),
+    # the organisations API (an empty reason is refused: the world's NDA stays in force)
+    ("POST", "/api/v1/organisations/ndas/{nda_id}/revoke"): Entry(
+        token("admin", roles=("admin",)), body=_json(reason="")
     ),
     # the audit and tracing API
     ("GET", "/api/v1/audit/events"): Entry(token("admin", roles=("admin",))),

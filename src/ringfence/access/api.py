@@ -13,12 +13,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from ringfence.access import circles, grants, licences, requests
-from ringfence.access.models import Grant, User
-from ringfence.access.web_common import commit_and_deliver
-from ringfence.access.web_release import access_state
+from ringfence.access import circles, grants, licences, requests, status
+from ringfence.access.models import Grant
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.pages import commit_and_deliver
 from ringfence.web.params import DbId, DbIdField, Limit, Offset
 from ringfence.web.security import Permission, api_user, client_ip
 
@@ -81,7 +81,7 @@ def release_status(
 ) -> dict[str, Any]:
     """My access to a release: circle, licence (with its text), request, grant, can_download."""
     release = circles.visible_release(session, f"{name}@{version}", user)
-    state = access_state(session, user, release)
+    state = status.access_state(session, user, release)
     if state["grant"]:
         state["grant"]["expires_at"] = state["grant"]["expires_at"].isoformat(timespec="seconds")
     return {"release": release.ref, **state}

@@ -7,14 +7,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from ringfence.access.circles import admits, check_reason, standing
+from ringfence.access.circles import admits, standing
 from ringfence.access.licences import has_accepted
-from ringfence.access.models import AccessRequest, Grant, Institution, InstitutionGrant, User
+from ringfence.access.models import AccessRequest, Grant, InstitutionGrant
+from ringfence.accounts.models import User
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.db import utcnow
+from ringfence.decisions import check_reason
 from ringfence.errors import AuthenticationRequired, InvalidInput, NotFound, PermissionDenied
+from ringfence.mail import messages
+from ringfence.mail import services as mail
+from ringfence.organisations.models import Institution
 
 DEFAULT_GRANT_DAYS = 365
 MAX_GRANT_DAYS = 5 * 365
@@ -179,15 +184,8 @@ def revoke_grant(
         if req is not None:
             req.state, req.reason, req.decided_by, req.decided_at = "revoked", reason, actor, now
     release = session.get(Release, grant.release_id)
-    from ringfence.access import mail
-
     ref = release.ref if release else str(grant.release_id)
-    mail.queue(
-        session,
-        grant.user.email,
-        f"Your access to {ref} was revoked",
-        f"Your access to {ref} has been revoked: {reason}\n",
-    )
+    mail.queue(session, grant.user.email, messages.access_revoked(release=ref, reason=reason))
     record(
         session,
         EventTag.Access.GrantRevoked,

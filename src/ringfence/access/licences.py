@@ -12,13 +12,15 @@ from importlib import resources
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringfence.access import mail
-from ringfence.access.models import Grant, LicenceAcceptance, User
+from ringfence.access.models import Grant, LicenceAcceptance
+from ringfence.accounts.models import User
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Licence, Release
 from ringfence.errors import Conflict, InvalidInput
+from ringfence.mail import messages
+from ringfence.mail import services as mail
 
 RESEARCH_ONLY = "research-only"
 
@@ -129,15 +131,12 @@ def set_release_licence(
     ).all()
     mail.queue_many(
         session,
-        (
-            (
-                email,
-                f"New licence for {release.ref}",
-                f"The licence of {release.ref} is now {licence.title} ({licence.ref}).\n\n"
-                f"Read and accept it before your next download: {base_url}"
-                f"/models/{release.model.name}/{release.version}\n",
-            )
-            for email in holders
+        holders,
+        messages.licence_changed(
+            release=release.ref,
+            title=licence.title,
+            licence=licence.ref,
+            release_url=f"{base_url}/models/{release.model.name}/{release.version}",
         ),
     )
     record(

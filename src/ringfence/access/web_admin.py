@@ -1,27 +1,22 @@
-"""Pages for the lab: review queue, circles and NDAs, licences, users."""
+"""Pages for the lab's access work: the review queue, circles and licences."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, circles, licences, requests
-from ringfence.access.models import CIRCLES, ROLES, User
-from ringfence.access.web_common import (
-    commit_and_deliver,
-    form_error,
-    redirect,
-    render,
-)
+from ringfence.access import circles, licences, requests
+from ringfence.access.models import CIRCLES
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Licence
-from ringfence.db import utcnow
 from ringfence.errors import InvalidInput, RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.params import DbId, db_id
+from ringfence.web.pages import commit_and_deliver, form_error, redirect, render
+from ringfence.web.params import db_id
 from ringfence.web.security import Permission, client_ip, page_user, verify_csrf
 
 router = APIRouter(include_in_schema=False)
@@ -108,9 +103,6 @@ def _circles_context(session: Session) -> dict[str, Any]:
     return {
         "releases": catalogue.list_releases(session),
         "circles": CIRCLES,
-        "institutions": accounts.list_institutions(session),
-        "ndas": circles.list_ndas(session),
-        "now": utcnow(),
     }
 
 
@@ -149,69 +141,6 @@ def set_circle(
         )
     commit_and_deliver(request, session)
     return redirect("/admin/circles", "circle-set")
-
-
-@router.post("/admin/institutions", dependencies=CSRF)
-def add_institution(
-    request: Request,
-    name: str = Form(""),
-    domains: str = Form(""),
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Record an institution and its verified domains (comma-separated)."""
-    try:
-        accounts.add_institution(session, name, domains.replace(",", " ").split(), actor=user.email)
-    except RingfenceError as exc:
-        return form_error(
-            request, session, "access/circles.html", lambda: _circles_context(session), exc
-        )
-    session.commit()
-    return redirect("/admin/circles", "saved")
-
-
-@router.post("/admin/ndas", dependencies=CSRF)
-async def add_nda(
-    request: Request,
-    institution: str = Form(""),
-    signatory: str = Form(""),
-    expires: str = Form(""),
-    document: UploadFile = File(...),
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Store a signed NDA document and record it (then countersign it)."""
-    try:
-        data = await document.read(50 * 1024 * 1024 + 1)
-        circles.record_nda(
-            session,
-            get_services(request).blobs,
-            accounts.get_institution(session, institution),
-            document=data,
-            document_name=document.filename or "nda.pdf",
-            signatory=signatory,
-            expires_at=circles.parse_date(expires, "expires"),
-            actor=user.email,
-        )
-    except RingfenceError as exc:
-        return form_error(
-            request, session, "access/circles.html", lambda: _circles_context(session), exc
-        )
-    session.commit()
-    return redirect("/admin/circles", "saved")
-
-
-@router.post("/admin/ndas/{nda_id}/countersign", dependencies=CSRF)
-def countersign(
-    request: Request,
-    nda_id: DbId,
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Countersign an NDA as the signed-in admin."""
-    circles.countersign_nda(session, circles.get_nda(session, nda_id), user, ip=client_ip(request))
-    session.commit()
-    return redirect("/admin/circles", "saved")
 
 
 def _licences_context(session: Session) -> dict[str, Any]:
@@ -287,68 +216,3 @@ def set_licence(
         )
     commit_and_deliver(request, session)
     return redirect("/admin/licences", "saved")
-
-
-def _users_context(session: Session) -> dict[str, Any]:
-    return {
-        "users": accounts.list_users(session),
-        "roles": ROLES,
-        "institutions": accounts.list_institutions(session),
-    }
-
-
-@router.get("/admin/users", response_class=HTMLResponse)
-def users_page(
-    request: Request,
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Every account with its role and institution."""
-    return render(request, "access/users.html", _users_context(session))
-
-
-@router.post("/admin/users", dependencies=CSRF)
-def update_user(
-    request: Request,
-    email: str = Form(""),
-    role: str = Form(""),
-    institution: str = Form(""),
-    active: str = Form("on"),
-    create: str = Form(""),
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Add a user, or change a user's role, institution and whether the account is active."""
-    svc = get_services(request)
-    try:
-        if create:
-            accounts.add_user(
-                session,
-                svc.secrets,
-                email,
-                role=role or "member",
-                institution=institution or None,
-                actor=user.email,
-                base_url=svc.settings.base_url,
-            )
-        else:
-            if accounts.normalise_email(email) == user.email and (
-                role != user.role or active != "on"
-            ):
-                raise InvalidInput(
-                    "you cannot change your own role or disable yourself", hint="ask another admin"
-                )
-            accounts.update_user(
-                session,
-                email,
-                role=role or None,
-                institution=institution,
-                active=active == "on",
-                actor=user.email,
-            )
-    except RingfenceError as exc:
-        return form_error(
-            request, session, "access/users.html", lambda: _users_context(session), exc
-        )
-    commit_and_deliver(request, session)
-    return redirect("/admin/users", "saved")

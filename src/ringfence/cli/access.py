@@ -6,20 +6,23 @@ Admin commands run on the server against its database (actor "cli"); `licence ac
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ringfence.access import accounts, circles, grants, licences, requests, tokens, two_factor
+from ringfence.access import circles, grants, licences, requests
 from ringfence.access.client import ApiClient
-from ringfence.access.models import NDA, Grant, User
+from ringfence.access.models import Grant
+from ringfence.accounts import services as accounts
+from ringfence.accounts import tokens, two_factor
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
 from ringfence.db import transaction
 from ringfence.errors import InvalidInput
+from ringfence.organisations import services as organisations
 from ringfence.wiring import Services
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -63,21 +66,6 @@ def grant_row(grant: Grant) -> dict[str, Any]:
         "via": grant.via,
         "expires_at": grant.expires_at.isoformat(timespec="seconds"),
         "revoked_reason": grant.revoked_reason,
-    }
-
-
-def nda_row(nda: NDA) -> dict[str, Any]:
-    """An NDA as one flat record."""
-    now = datetime.now(UTC)
-    return {
-        "id": nda.id,
-        "institution": nda.institution.name,
-        "signatory": nda.signatory,
-        "document": nda.document_name,
-        "sha256": nda.document_sha256,
-        "expires_at": nda.expires_at.date().isoformat(),
-        "countersigned_by": nda.countersigned_by.email if nda.countersigned_by else None,
-        "active": nda.is_active(now),
     }
 
 
@@ -158,7 +146,7 @@ def institutions_add(
 ) -> None:
     """Record an institution and the email domains you verified as its own."""
     with transaction(services().sessions) as session:
-        inst = accounts.add_institution(session, name, domain, actor=ACTOR)
+        inst = organisations.add_institution(session, name, domain, actor=ACTOR)
         row = {"name": inst.name, "domains": inst.domains}
     emit(row, as_json=as_json)
 
@@ -169,7 +157,7 @@ def institutions_list(as_json: bool = JSON_OPTION) -> None:
     with transaction(services().sessions) as session:
         rows = [
             {"name": i.name, "domains": ", ".join(i.domains)}
-            for i in accounts.list_institutions(session)
+            for i in organisations.list_institutions(session)
         ]
     emit(rows, as_json=as_json, title="institutions")
 
@@ -188,19 +176,19 @@ def nda_add(
     """Record a signed NDA; it is active once a lab admin countersigns it."""
     svc = services()
     with transaction(svc.sessions) as session:
-        nda = circles.record_nda(
+        nda = organisations.record_nda(
             session,
             svc.blobs,
-            accounts.get_institution(session, institution),
+            organisations.get_institution(session, institution),
             document=document.read_bytes(),
             document_name=document.name,
             signatory=signatory,
-            expires_at=circles.parse_date(expires, "expires"),
+            expires_at=organisations.parse_date(expires, "expires"),
             actor=ACTOR,
         )
         if countersign:
-            circles.countersign_nda(session, nda, accounts.get_user(session, countersign))
-        row = nda_row(nda)
+            organisations.countersign_nda(session, nda, accounts.get_user(session, countersign))
+        row = organisations.nda_record(nda)
     emit(row, as_json=as_json)
 
 
@@ -212,10 +200,10 @@ def nda_countersign(
 ) -> None:
     """Countersign an NDA as a lab admin."""
     with transaction(services().sessions) as session:
-        nda = circles.countersign_nda(
-            session, circles.get_nda(session, nda_id), accounts.get_user(session, by)
+        nda = organisations.countersign_nda(
+            session, organisations.get_nda(session, nda_id), accounts.get_user(session, by)
         )
-        row = nda_row(nda)
+        row = organisations.nda_record(nda)
     emit(row, as_json=as_json)
 
 
@@ -223,7 +211,7 @@ def nda_countersign(
 def nda_list(as_json: bool = JSON_OPTION) -> None:
     """Every NDA."""
     with transaction(services().sessions) as session:
-        rows = [nda_row(n) for n in circles.list_ndas(session)]
+        rows = [organisations.nda_record(n) for n in organisations.list_ndas(session)]
     emit(rows, as_json=as_json, title="NDAs")
 
 
@@ -497,7 +485,7 @@ def grants_add(
         else:
             org = grants.add_institution_grant(
                 session,
-                accounts.get_institution(session, institution or ""),
+                organisations.get_institution(session, institution or ""),
                 release,
                 seats=seats,
                 days=days,

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import typer
 
 from ringfence import demo
-from ringfence.access import accounts, licences, two_factor
+from ringfence.access import licences
 from ringfence.access.circles import set_circle
+from ringfence.accounts import services as accounts
+from ringfence.accounts import two_factor
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console

@@ -141,7 +141,7 @@ def exact_copies(session: Session, files: Sequence[SuspectFile]) -> list[tuple[i
     The hook for issued copies' hashes: distribution's signed per-recipient manifests.
     """
     try:
-        from ringfence.access.models import User
+        from ringfence.accounts.models import User
         from ringfence.distribution.models import RecipientManifest
     except ImportError:  # pragma: no cover - the distribution area is not installed
         return []
@@ -443,7 +443,8 @@ def _statistical_path(
 
 def _attach_records(session: Session, result: TraceResult) -> None:
     """Each accused recipient's grants, licence acceptances and audit events (downloads)."""
-    from ringfence.access.models import Grant, LicenceAcceptance, User
+    from ringfence.access.models import Grant, LicenceAcceptance
+    from ringfence.accounts.models import User
 
     for accused in result.accused:
         email = accused.recipient

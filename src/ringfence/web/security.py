@@ -36,9 +36,10 @@ from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, two_factor
-from ringfence.access.models import User
-from ringfence.access.tokens import scope_allows, user_from_token
+from ringfence.accounts import services as accounts
+from ringfence.accounts import two_factor
+from ringfence.accounts.models import User
+from ringfence.accounts.tokens import scope_allows, user_from_token
 from ringfence.errors import AuthenticationRequired, PermissionDenied, TwoFactorRequired
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.templating import templates

@@ -9,9 +9,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, circles, grants, licences, requests, tokens
-from ringfence.access.models import AccessRequest, Grant, Mail, User
-from ringfence.access.ratelimit import LoginLimiter
+from ringfence.access import circles, grants, licences, policy, requests
+from ringfence.access.models import AccessRequest, Grant
+from ringfence.accounts import services as accounts
+from ringfence.accounts import tokens
+from ringfence.accounts.models import User
+from ringfence.accounts.ratelimit import LoginLimiter
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.services import verify
 from ringfence.catalogue import services as catalogue
@@ -25,6 +28,7 @@ from ringfence.errors import (
     TokenExpired,
     TokenInvalid,
 )
+from ringfence.mail.models import Mail
 from ringfence.wiring import Services
 from tests.fixtures_access import PASSWORD, make_partner, make_release, make_user
 
@@ -200,14 +204,14 @@ def test_form_fields_validate(session: Session) -> None:
     ):
         with pytest.raises(InvalidInput, match=message):
             requests.submit_request(session, user, release, bad)
-    requests.set_policy(session, release, fields=[{"name": "start", "type": "date"}], actor="t")
+    policy.set_policy(session, release, fields=[{"name": "start", "type": "date"}], actor="t")
     with pytest.raises(InvalidInput, match="YYYY-MM-DD"):
         requests.submit_request(session, user, release, {"start": "tomorrow"})
 
 
 def test_auto_approval_rules(session: Session) -> None:
     release = make_release(session)
-    requests.set_policy(
+    policy.set_policy(
         session,
         release,
         rules=[{"kind": "email_domain", "domains": ["trusted.example"]}, {"kind": "partner_nda"}],
