@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from ringfence.access import circles, grants, licences, requests, status
-from ringfence.access.models import Grant
 from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
@@ -57,19 +56,6 @@ class CircleIn(BaseModel):
 
     circle: str
     reason: str = Field(default="", max_length=500)
-
-
-def grant_out(grant: Grant) -> dict[str, Any]:
-    """A grant as the API shows it."""
-    return {
-        "id": grant.id,
-        "release": grant.release.ref,
-        "user": grant.user.email,
-        "state": grant.state,
-        "via": grant.via,
-        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
-        "revoked_reason": grant.revoked_reason,
-    }
 
 
 @router.get("/releases/{name}/{version}")
@@ -172,7 +158,7 @@ def my_grants(
     user: User = Depends(api_user(Permission.BROWSE)), session: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """My grants, newest first."""
-    return [grant_out(g) for g in grants.list_grants(session, user=user)]
+    return [grants.grant_record(g) for g in grants.list_grants(session, user=user)]
 
 
 @router.get("/review")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -214,6 +215,19 @@ def list_grants(
     if state:
         query = query.where(Grant.state == state)
     return list(session.scalars(query))
+
+
+def grant_record(grant: Grant) -> dict[str, Any]:
+    """A grant as one flat record (the API and the CLI show the same fields)."""
+    return {
+        "id": grant.id,
+        "release": grant.release.ref,
+        "user": grant.user.email,
+        "state": grant.state,
+        "via": grant.via,
+        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
+        "revoked_reason": grant.revoked_reason,
+    }
 
 
 def expire_due(session: Session, *, actor: str = "system") -> int:

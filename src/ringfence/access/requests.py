@@ -30,6 +30,8 @@ from ringfence.mail import messages
 from ringfence.mail import services as mail
 
 REQUEST_STATES = ("pending", "approved", "rejected", "expired", "revoked")
+#: requests one bulk decision may name
+MAX_BULK = 1000
 
 
 def get_request(session: Session, request_id: int) -> AccessRequest:
@@ -238,6 +240,13 @@ def decide(
     return req
 
 
+def bulk_action(action: str) -> bool:
+    """Whether a review form's action approves ("approve") or rejects ("reject")."""
+    if action not in ("approve", "reject"):
+        raise InvalidInput("choose approve or reject")
+    return action == "approve"
+
+
 @dataclass(frozen=True)
 class BulkOutcome:
     """What a bulk decision did to one request."""
@@ -258,7 +267,15 @@ def decide_many(
     ip: str | None = None,
     base_url: str = "",
 ) -> list[BulkOutcome]:
-    """Decide several requests; one that cannot be decided is reported and the rest go on."""
+    """Decide several requests; one that cannot be decided is reported and the rest go on.
+
+    The one check of a bulk decision, for the review page and the API alike: at least one
+    and at most MAX_BULK requests, and a reason when rejecting.
+    """
+    if not request_ids:
+        raise InvalidInput("tick at least one request")
+    if len(request_ids) > MAX_BULK:
+        raise InvalidInput(f"decide at most {MAX_BULK} requests at once")
     check_reason(reason, required=not approve)
     outcomes = []
     for request_id in dict.fromkeys(request_ids):

@@ -14,7 +14,7 @@ from ringfence.access.policy import get_policy
 from ringfence.access.requests import find_request
 from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
-from ringfence.errors import RingfenceError
+from ringfence.errors import NotFound, RingfenceError
 
 
 def access_state(session: Session, user: User | None, release: Release) -> dict[str, Any]:
@@ -66,3 +66,12 @@ def access_state(session: Session, user: User | None, release: Release) -> dict[
     except RingfenceError as exc:
         state["reason"] = exc.diagnostics()
     return state
+
+
+def access_state_by_id(session: Session, user_id: int | None, release_id: int) -> dict[str, Any]:
+    """`access_state` for a user and release named by id (a page renders in its own session)."""
+    user = session.get(User, user_id) if user_id is not None else None
+    release = session.get(Release, release_id)
+    if release is None:
+        raise NotFound(f"no release {release_id}")
+    return access_state(session, user, release)

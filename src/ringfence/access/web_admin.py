@@ -12,8 +12,7 @@ from ringfence.access import circles, licences, requests
 from ringfence.access.models import CIRCLES
 from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
-from ringfence.catalogue.models import Licence
-from ringfence.errors import InvalidInput, RingfenceError
+from ringfence.errors import RingfenceError
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.pages import commit_and_deliver, form_error, redirect, render
 from ringfence.web.params import db_id
@@ -59,15 +58,11 @@ async def decide(
     action = str(form.get("action", ""))
     reason = str(form.get("reason", ""))
     try:
-        ids = [db_id(v, "ids") for v in form.getlist("ids")]
-        if action not in ("approve", "reject"):
-            raise InvalidInput("choose approve or reject")
-        if not ids:
-            raise InvalidInput("tick at least one request")
+        approve = requests.bulk_action(action)
         outcomes = requests.decide_many(
             session,
-            ids,
-            approve=action == "approve",
+            [db_id(v, "ids") for v in form.getlist("ids")],
+            approve=approve,
             reviewer=user,
             actor=user.email,
             reason=reason,
@@ -144,12 +139,8 @@ def set_circle(
 
 
 def _licences_context(session: Session) -> dict[str, Any]:
-    from sqlalchemy import select
-
     return {
-        "licences": list(
-            session.scalars(select(Licence).order_by(Licence.slug, Licence.version.desc()))
-        ),
+        "licences": licences.list_licences(session),
         "releases": catalogue.list_releases(session),
     }
 
@@ -175,16 +166,7 @@ def add_licence(
 ) -> Response:
     """Add a licence version (empty text: the shipped research-only template)."""
     try:
-        if not text.strip() and slug.strip() == licences.RESEARCH_ONLY:
-            licences.install_research_licence(session, actor=user.email)
-        else:
-            catalogue.add_licence(
-                session,
-                slug.strip(),
-                title.strip() or slug.strip(),
-                text.replace("\r\n", "\n"),
-                user.email,
-            )
+        licences.add_licence(session, slug, text=text, title=title, actor=user.email)
     except RingfenceError as exc:
         return form_error(
             request, session, "access/licences.html", lambda: _licences_context(session), exc

@@ -33,10 +33,8 @@ def release_access(request: Request, release: Release) -> dict[str, Any]:
     """Jinja global for release.html's `release_access` block (the catalogue renders the page)."""
     user = template_user(request)
     with get_services(request).sessions() as session:
-        fresh_user = session.get(User, user.id) if user else None
-        fresh_release = session.get(Release, release.id)
-        assert fresh_release is not None  # the page just loaded it
-        state = status.access_state(session, fresh_user, fresh_release)
+        # The page's own objects belong to another session: read both afresh in this one.
+        state = status.access_state_by_id(session, user.id if user else None, release.id)
     state["error"] = getattr(request.state, "access_error", None)
     state["values"] = getattr(request.state, "access_values", {})
     state["countries"] = COUNTRIES

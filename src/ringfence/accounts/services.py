@@ -356,6 +356,26 @@ def set_password(
     return user
 
 
+def set_password_by_operator(session: Session, user: User, password: str, *, actor: str) -> User:
+    """An operator (the demo set-up, an admin at the console) sets this password.
+
+    The same policy as a person's own choice; whatever acted in the account's name before
+    (sessions, tokens, links) ends, and the change is audited and mailed to the owner.
+    """
+    check_password(password, email=user.email)
+    user.password_hash = hasher.hash(password)
+    ended = end_credentials(session, user, reason="password set by an operator", actor=actor)
+    record(
+        session,
+        EventTag.Account.PasswordSet,
+        actor=actor,
+        subject=f"user:{user.email}",
+        payload={"by_operator": True, **ended},
+    )
+    mail.queue(session, user.email, messages.password_set_by_operator(address=user.email))
+    return user
+
+
 def end_credentials(session: Session, user: User, *, reason: str, actor: str) -> dict[str, int]:
     """End every session, API token and download link of `user`; how many of each.
 

@@ -85,7 +85,7 @@ def set_up(svc: Services) -> list[DemoAccount]:
                     base_url=svc.settings.base_url,
                 )
                 password = pysecrets.token_urlsafe(12)
-                user.password_hash = accounts.hasher.hash(password)
+                accounts.set_password_by_operator(session, user, password, actor=ACTOR)
                 totp = None
                 if role in two_factor.REQUIRED_ROLES:
                     # No recovery codes printed: reset a lost device with `users two-factor-reset`.
