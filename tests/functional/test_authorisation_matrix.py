@@ -427,6 +427,14 @@ TABLE: dict[tuple[str, str], Entry] = {
     ),
     ("POST", "/admin/ndas/{nda_id}/countersign"): Entry(browser_with_role("admin")),
     ("GET", "/admin/institutions"): Entry(browser_with_role("admin")),
+    # a release's access policy; the harmless body (no form, zero days) is refused after
+    # authorisation, so the scratch release keeps its policy
+    ("GET", "/admin/releases/{name}/{version}/policy"): Entry(
+        browser_with_role("admin"), per_circle=True, scratch=True
+    ),
+    ("POST", "/admin/releases/{name}/{version}/policy"): Entry(
+        browser_with_role("admin"), per_circle=True, scratch=True, body=_form(grant_days="0")
+    ),
     # an empty reason is refused after authorisation, so the world's NDA stays in force
     ("POST", "/admin/ndas/{nda_id}/revoke"): Entry(
         browser_with_role("admin"), body=_form(reason="")
@@ -484,6 +492,15 @@ TABLE: dict[tuple[str, str], Entry] = {
         per_circle=True,
         scratch=True,
         body=lambda world, circle: Body(json={"circle": circle, "reason": "matrix"}),
+    ),
+    ("GET", "/api/v1/access/releases/{name}/{version}/policy"): Entry(
+        token("admin", roles=("admin",), release=True), per_circle=True, scratch=True
+    ),
+    ("PUT", "/api/v1/access/releases/{name}/{version}/policy"): Entry(
+        token("admin", roles=("admin",), release=True),
+        per_circle=True,
+        scratch=True,
+        body=_json(grant_days=0),
     ),
     # the organisations API (an empty reason is refused: the world's NDA stays in force)
     ("POST", "/api/v1/organisations/ndas/{nda_id}/revoke"): Entry(

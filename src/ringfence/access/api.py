@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from ringfence.access import circles, grants, licences, requests, status
+from ringfence.access import circles, grants, licences, policy, requests, status
 from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
@@ -49,6 +49,14 @@ class AppealIn(BaseModel):
     """An appeal's text."""
 
     text: str = Field(max_length=500)
+
+
+class PolicyIn(BaseModel):
+    """A release's request form, auto-approval rules and grant lifetime; omitted parts stay."""
+
+    fields: list[dict[str, Any]] | None = Field(default=None, max_length=30)
+    rules: list[dict[str, Any]] | None = Field(default=None, max_length=20)
+    grant_days: int | None = None
 
 
 class CircleIn(BaseModel):
@@ -228,3 +236,40 @@ def set_circle(
         "to": change.after,
         "revoked": change.revoked,
     }
+
+
+@router.get("/releases/{name}/{version}/policy")
+def get_policy(
+    name: str,
+    version: str,
+    user: User = Depends(api_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """A release's request form, auto-approval rules and grant lifetime."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    return policy.policy_record(release, policy.get_policy(session, release))
+
+
+@router.put("/releases/{name}/{version}/policy")
+def set_policy(
+    name: str,
+    version: str,
+    body: PolicyIn,
+    request: Request,
+    user: User = Depends(api_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Change a release's request form, auto-approval rules or grant lifetime (audited)."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    changed = policy.set_policy(
+        session,
+        release,
+        fields=body.fields,
+        rules=body.rules,
+        grant_days=body.grant_days,
+        actor=user.email,
+        ip=client_ip(request),
+    )
+    out = policy.policy_record(release, changed)
+    session.commit()
+    return out

@@ -209,7 +209,6 @@ def _revoke_institution_grants(
         .where(condition, InstitutionGrant.state == "active", outside)
         .values(state="revoked", revoked_reason=note)
         .returning(InstitutionGrant.id)
-        .execution_options(synchronize_session=False)
     ).all()
     ids = sorted(row.id for row in rows)
     if ids:

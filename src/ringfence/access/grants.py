@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ringfence.access.circles import admits, standing
@@ -228,33 +228,6 @@ def grant_record(grant: Grant) -> dict[str, Any]:
         "expires_at": grant.expires_at.isoformat(timespec="seconds"),
         "revoked_reason": grant.revoked_reason,
     }
-
-
-def expire_due(session: Session, *, actor: str = "system") -> int:
-    """Mark active grants past their expiry as expired (their requests too); returns how many."""
-    now = utcnow()
-    rows = session.execute(
-        update(Grant)
-        .where(Grant.state == "active", Grant.expires_at <= now)
-        .values(state="expired")
-        .returning(Grant.id, Grant.request_id)
-    ).all()
-    request_ids = [r.request_id for r in rows if r.request_id is not None]
-    for chunk in range(0, len(request_ids), 900):
-        session.execute(
-            update(AccessRequest)
-            .where(AccessRequest.id.in_(request_ids[chunk : chunk + 900]))
-            .values(state="expired", reason="the grant reached its expiry date", decided_at=now)
-        )
-    if rows:
-        record(
-            session,
-            EventTag.Access.GrantExpired,
-            actor=actor,
-            subject="grants",
-            payload={"grant_ids": sorted(r.id for r in rows)},
-        )
-    return len(rows)
 
 
 def add_institution_grant(

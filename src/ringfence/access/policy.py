@@ -6,6 +6,7 @@ once; `set_policy` changes any part and records `PolicyChanged`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -214,3 +215,29 @@ def policy_record(release: Release, policy: AccessPolicy) -> dict[str, Any]:
         "rules": policy.rules,
         "grant_days": policy.grant_days,
     }
+
+
+def parse_fields(text: str) -> list[Any]:
+    """A request form given as JSON text (a list of field objects), or InvalidInput."""
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"fields: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    return check_fields(fields)
+
+
+def parse_rule(text: str) -> dict[str, Any]:
+    """One auto-approval rule as typed: `staff`, `partner_nda` or `email_domain:a.example,b.org`."""
+    kind, _, rest = text.strip().partition(":")
+    rule: dict[str, Any] = {"kind": kind.strip()}
+    if rest.strip():
+        rule["domains"] = [
+            d.strip().lower() for d in rest.replace(" ", ",").split(",") if d.strip()
+        ]
+    return check_rules([rule])[0]
+
+
+def rule_text(rule: dict[str, Any]) -> str:
+    """A rule as `parse_rule` reads it."""
+    domains = rule.get("domains")
+    return f"{rule['kind']}:{','.join(domains)}" if domains else str(rule["kind"])

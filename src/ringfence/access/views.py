@@ -9,8 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ringfence.access import api, web_admin, web_release
+from ringfence.access.tasks import lifespan
 
-router = APIRouter()
+# The area's schedule (expiry) runs while the app serves.
+router = APIRouter(lifespan=lifespan)
 router.include_router(web_release.router)
 router.include_router(web_admin.router)
 router.include_router(api.router)

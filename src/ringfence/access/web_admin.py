@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access import circles, licences, requests
+from ringfence.access import circles, licences, policy, requests
 from ringfence.access.models import CIRCLES
 from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
@@ -198,3 +199,57 @@ def set_licence(
         )
     commit_and_deliver(request, session)
     return redirect("/admin/licences", "saved")
+
+
+def _policy_context(session: Session, ref: str) -> dict[str, Any]:
+    release = catalogue.get_release(session, ref)
+    current = policy.get_policy(session, release)
+    return {
+        "release": release,
+        "fields_json": json.dumps(current.fields, indent=2),
+        "rules_text": "\n".join(policy.rule_text(r) for r in current.rules),
+        "grant_days": current.grant_days,
+    }
+
+
+@router.get("/admin/releases/{name}/{version}/policy", response_class=HTMLResponse)
+def policy_page(
+    request: Request,
+    name: str,
+    version: str,
+    user: User = Depends(page_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> Response:
+    """A release's request form, auto-approval rules and grant lifetime."""
+    return render(request, "access/policy.html", _policy_context(session, f"{name}@{version}"))
+
+
+@router.post("/admin/releases/{name}/{version}/policy", dependencies=CSRF)
+def set_policy(
+    request: Request,
+    name: str,
+    version: str,
+    fields: str = Form(""),
+    rules: str = Form(""),
+    grant_days: int = Form(0),
+    user: User = Depends(page_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Change the policy (fields as JSON, one rule a line, the grant lifetime in days)."""
+    ref = f"{name}@{version}"
+    try:
+        policy.set_policy(
+            session,
+            catalogue.get_release(session, ref),
+            fields=policy.parse_fields(fields),
+            rules=[policy.parse_rule(line) for line in rules.splitlines() if line.strip()],
+            grant_days=grant_days,
+            actor=user.email,
+            ip=client_ip(request),
+        )
+    except RingfenceError as exc:
+        return form_error(
+            request, session, "access/policy.html", lambda: _policy_context(session, ref), exc
+        )
+    session.commit()
+    return redirect(f"/admin/releases/{name}/{version}/policy", "saved")

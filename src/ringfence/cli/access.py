@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from ringfence.access import circles, grants, licences, requests
+from ringfence.access import circles, grants, licences, policy, requests, tasks
 from ringfence.access.client import ApiClient
 from ringfence.accounts import services as accounts
 from ringfence.catalogue import services as catalogue
@@ -267,10 +267,17 @@ def grants_add(
 
 @grants_app.command("expire")
 def grants_expire(as_json: bool = JSON_OPTION) -> None:
-    """Mark grants past their expiry date as expired."""
-    with transaction(services().sessions) as session:
-        count = grants.expire_due(session, actor=ACTOR)
-    emit({"expired": count}, as_json=as_json)
+    """Expire grants and pending requests that are due (the same as `ringfence expire`)."""
+    expire_cmd(as_json)
+
+
+def expire_cmd(as_json: bool = JSON_OPTION) -> None:
+    """Expire grants past their end and pending requests past their lifetime (for cron)."""
+    done = tasks.run_expiry(services(), actor=ACTOR)
+    emit(
+        {"grants_expired": len(done.grants), "requests_expired": len(done.requests)},
+        as_json=as_json,
+    )
 
 
 @circle_app.command("set")
@@ -308,6 +315,50 @@ def circle_show(ref: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> 
     emit(row, as_json=as_json)
 
 
+policy_app = typer.Typer(help="How a release is asked for: form, rules, grant lifetime.")
+
+
+@policy_app.command("show")
+def policy_show(
+    ref: str = typer.Argument(..., help="MODEL@VERSION"), as_json: bool = JSON_OPTION
+) -> None:
+    """A release's request form, auto-approval rules and grant lifetime."""
+    with transaction(services().sessions) as session:
+        release = catalogue.get_release(session, ref)
+        row = policy.policy_record(release, policy.get_policy(session, release))
+    emit(row, as_json=as_json)
+
+
+@policy_app.command("set")
+def policy_set(
+    ref: str = typer.Argument(..., help="MODEL@VERSION"),
+    fields: Path | None = typer.Option(
+        None, "--fields", exists=True, dir_okay=False, help="The request form as a JSON list."
+    ),
+    rule: list[str] = typer.Option(
+        [],
+        "--rule",
+        help="An auto-approval rule (repeat): staff, partner_nda, email_domain:uni.example",
+    ),
+    no_rules: bool = typer.Option(False, "--no-rules", help="Approve nobody automatically."),
+    grant_days: int | None = typer.Option(None, "--grant-days", help="Grant lifetime in days."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change a release's policy; the parts not given stay as they are (audited)."""
+    with transaction(services().sessions) as session:
+        release = catalogue.get_release(session, ref)
+        changed = policy.set_policy(
+            session,
+            release,
+            fields=policy.parse_fields(fields.read_text(encoding="utf-8")) if fields else None,
+            rules=[] if no_rules else ([policy.parse_rule(r) for r in rule] or None),
+            grant_days=grant_days,
+            actor=ACTOR,
+        )
+        row = policy.policy_record(release, changed)
+    emit(row, as_json=as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add the access commands to the root app."""
     cli_accounts.register(app)
@@ -315,4 +366,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(licence_app, name="licence")
     app.add_typer(grants_app, name="grants")
     app.add_typer(circle_app, name="circle")
+    app.add_typer(policy_app, name="policy", no_args_is_help=True)
     app.command("request")(request_cmd)
+    app.command("expire")(expire_cmd)
