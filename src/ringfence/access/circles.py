@@ -147,6 +147,15 @@ def set_circle(
             .where(AccessRequest.id.in_(request_ids[chunk : chunk + 900]))
             .values(state="revoked", reason=note, decided_by=actor, decided_at=now)
         )
+    if request_ids:
+        record(
+            session,
+            EventTag.Access.RequestRevoked,
+            actor=actor,
+            subject=f"release:{release.ref}",
+            ip=ip,
+            payload={"request_ids": sorted(request_ids), "reason": note},
+        )
     institution_grants = _revoke_institution_grants(
         session,
         InstitutionGrant.release_id == release.id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import secrets as pysecrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,9 @@ from sqlalchemy.orm import Session
 from ringfence.accounts import ratelimit, tokens
 from ringfence.accounts.models import ROLES, User, WebSession
 from ringfence.accounts.ratelimit import LoginLimiter
+from ringfence.accounts.sessions import end_session as end_session
+from ringfence.accounts.sessions import start_session as start_session
+from ringfence.accounts.sessions import user_from_session as user_from_session
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.db import utcnow
@@ -53,7 +55,6 @@ MIN_STRENGTH = 2
 MAIL_PER_ADDRESS = 5
 MAIL_PER_IP = 20
 MAIL_WINDOW = timedelta(hours=1)
-SESSION_LIFETIME = timedelta(days=14)
 VERIFY_MAX_AGE_S = 3 * 24 * 3600
 RESET_MAX_AGE_S = 24 * 3600
 
@@ -401,7 +402,17 @@ def authenticate(
     and finish with `two_factor.complete_sign_in` before starting a session.
     """
     address = email.strip().lower()
-    limiter.check(ip, address)
+    try:
+        limiter.check(ip, address)
+    except RateLimited:
+        record(
+            session,
+            EventTag.Account.LoginRateLimited,
+            actor=address[:320] or "anonymous",
+            subject=f"user:{address[:300]}",
+            ip=ip,
+        )
+        raise
     user = session.scalars(select(User).where(User.email == address)).first() if address else None
     ok = False
     try:
@@ -438,50 +449,6 @@ def authenticate(
         ip=ip,
     )
     return user
-
-
-def _digest(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def start_session(session: Session, user: User, *, ip: str | None, user_agent: str | None) -> str:
-    """A new browser session; returns the raw cookie value (only its hash is stored)."""
-    raw = pysecrets.token_urlsafe(32)
-    session.add(
-        WebSession(
-            token_hash=_digest(raw),
-            user_id=user.id,
-            expires_at=utcnow() + SESSION_LIFETIME,
-            ip=ip,
-            user_agent=(user_agent or "")[:512],
-        )
-    )
-    session.flush()
-    return raw
-
-
-def user_from_session(session: Session, raw: str) -> User | None:
-    """The active user a session cookie belongs to, or None when unknown or expired."""
-    if not raw or len(raw) > 128:
-        return None
-    row = session.scalars(select(WebSession).where(WebSession.token_hash == _digest(raw))).first()
-    if row is None or row.expires_at <= utcnow() or not row.user.is_active:
-        return None
-    return row.user
-
-
-def end_session(session: Session, raw: str, *, ip: str | None) -> None:
-    """Sign a browser out: its session row is deleted."""
-    row = session.scalars(select(WebSession).where(WebSession.token_hash == _digest(raw))).first()
-    if row is not None:
-        record(
-            session,
-            EventTag.Account.LoggedOut,
-            actor=row.user.email,
-            subject=f"user:{row.user.email}",
-            ip=ip,
-        )
-        session.delete(row)
 
 
 def update_user(
