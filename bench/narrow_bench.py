@@ -25,7 +25,8 @@ def _prepare(home: Path) -> None:
     from sqlalchemy import insert, select
     from tests.fixtures_access import make_release, password_hash
 
-    from ringfence.access.models import AccessRequest, Grant, User
+    from ringfence.access.models import AccessRequest, Grant
+    from ringfence.accounts.models import User
     from ringfence.db import transaction, utcnow
     from ringfence.settings import Settings
     from ringfence.wiring import build

@@ -29,8 +29,8 @@ def _signup_times() -> tuple[float, float]:
     """Median seconds of a sign-up for a known address and for a new one."""
     from sqlalchemy import delete
 
-    from ringfence.access import accounts
-    from ringfence.access.models import RateLimitHit
+    from ringfence.accounts import services as accounts
+    from ringfence.accounts.models import RateLimitHit
     from ringfence.db import transaction
     from ringfence.settings import Settings
     from ringfence.wiring import build

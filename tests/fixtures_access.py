@@ -22,13 +22,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ringfence.access import two_factor as two_factor_services
-from ringfence.access.accounts import hasher
 from ringfence.access.licences import install_research_licence
-from ringfence.access.models import NDA, Institution, User
+from ringfence.accounts import two_factor as two_factor_services
+from ringfence.accounts.models import User
+from ringfence.accounts.services import hasher
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Model, Release
 from ringfence.db import utcnow
+from ringfence.organisations.models import NDA, Institution
 from ringfence.secrets import SecretStore
 from tests.live import free_port
 

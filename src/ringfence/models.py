@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import importlib
 
-AREAS = ("catalogue", "audit", "access", "fingerprint", "distribution", "tracing")
+AREAS = (
+    "catalogue",
+    "audit",
+    "accounts",
+    "organisations",
+    "mail",
+    "access",
+    "fingerprint",
+    "distribution",
+    "tracing",
+)
 
 
 def load_all() -> None:

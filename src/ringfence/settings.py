@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     fingerprint_max_recipients: int = 10**6
     fingerprint_max_colluders: int = 8
     fingerprint_false_accusation: float = 1e-9
+    #: a pending access request nobody decided expires after this many days (mailed, audited)
+    request_lifetime_days: int = 30
+    #: how often each server process expires grants and requests that are due (seconds)
+    expiry_interval_s: float = 3600.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -16,8 +16,8 @@ from ringfence.settings import Settings
 from ringfence.storage import BlobStore
 
 if TYPE_CHECKING:
-    from ringfence.access.mail import Mailer
-    from ringfence.access.ratelimit import LoginLimiter
+    from ringfence.accounts.ratelimit import LoginLimiter
+    from ringfence.mail.services import Mailer
 
 
 @dataclass
@@ -50,14 +50,14 @@ class Services:
     @cached_property
     def mailer(self) -> Mailer:
         """Delivers queued mails: SMTP, or the development outbox (settings.mail_backend)."""
-        from ringfence.access.mail import make_mailer
+        from ringfence.mail.services import make_mailer
 
         return make_mailer(self.settings)
 
     @cached_property
     def login_limiter(self) -> LoginLimiter:
         """Sign-in attempt limits, in this process's memory."""
-        from ringfence.access.ratelimit import LoginLimiter
+        from ringfence.accounts.ratelimit import LoginLimiter
 
         return LoginLimiter()
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from ringfence.access import grants as grant_services
 from ringfence.access.models import CIRCLES, Grant, LicenceAcceptance
-from ringfence.access.tokens import create_token
+from ringfence.accounts.tokens import create_token
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction, utcnow
 from ringfence.settings import Settings
@@ -120,7 +120,7 @@ def expected(role: str, state: str, circle: str, endpoint: str) -> int:
 @pytest.mark.parametrize(("role", "state"), list(itertools.product(ROLES[1:], STATES)))
 def test_authorise_download_agrees(world: World, role: str, state: str) -> None:
     """The service distribution calls gives the same answers (run first: requests renew grants)."""
-    from ringfence.access.accounts import get_user
+    from ringfence.accounts.services import get_user
     from ringfence.errors import PermissionDenied
 
     with transaction(world.services.sessions) as session:

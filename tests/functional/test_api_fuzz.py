@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from ringfence.access.licences import install_research_licence
 from ringfence.access.models import Grant, LicenceAcceptance
-from ringfence.access.tokens import create_token
+from ringfence.accounts.tokens import create_token
 from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
 from ringfence.settings import Settings

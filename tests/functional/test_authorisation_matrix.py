@@ -37,15 +37,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringfence.access.accounts import start_session
 from ringfence.access.licences import install_research_licence
-from ringfence.access.models import NDA, AccessRequest, Grant, LicenceAcceptance, User
-from ringfence.access.tokens import create_token
+from ringfence.access.models import AccessRequest, Grant, LicenceAcceptance
+from ringfence.accounts.models import User
+from ringfence.accounts.services import start_session
+from ringfence.accounts.tokens import create_token
 from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
 from ringfence.distribution import links
 from ringfence.distribution.services import ensure_manifest
 from ringfence.distribution.tasks import compute_pending
+from ringfence.organisations.models import NDA
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
@@ -426,6 +428,19 @@ TABLE: dict[tuple[str, str], Entry] = {
         ),
     ),
     ("POST", "/admin/ndas/{nda_id}/countersign"): Entry(browser_with_role("admin")),
+    ("GET", "/admin/institutions"): Entry(browser_with_role("admin")),
+    # a release's access policy; the harmless body (no form, zero days) is refused after
+    # authorisation, so the scratch release keeps its policy
+    ("GET", "/admin/releases/{name}/{version}/policy"): Entry(
+        browser_with_role("admin"), per_circle=True, scratch=True
+    ),
+    ("POST", "/admin/releases/{name}/{version}/policy"): Entry(
+        browser_with_role("admin"), per_circle=True, scratch=True, body=_form(grant_days="0")
+    ),
+    # an empty reason is refused after authorisation, so the world's NDA stays in force
+    ("POST", "/admin/ndas/{nda_id}/revoke"): Entry(
+        browser_with_role("admin"), body=_form(reason="")
+    ),
     ("GET", "/admin/licences"): Entry(browser_with_role("admin")),
     ("POST", "/admin/licences"): Entry(
         browser_with_role("admin"), body=_form(slug="research-only", title="", text="")
@@ -479,6 +494,19 @@ TABLE: dict[tuple[str, str], Entry] = {
         per_circle=True,
         scratch=True,
         body=lambda world, circle: Body(json={"circle": circle, "reason": "matrix"}),
+    ),
+    ("GET", "/api/v1/access/releases/{name}/{version}/policy"): Entry(
+        token("admin", roles=("admin",), release=True), per_circle=True, scratch=True
+    ),
+    ("PUT", "/api/v1/access/releases/{name}/{version}/policy"): Entry(
+        token("admin", roles=("admin",), release=True),
+        per_circle=True,
+        scratch=True,
+        body=_json(grant_days=0),
+    ),
+    # the organisations API (an empty reason is refused: the world's NDA stays in force)
+    ("POST", "/api/v1/organisations/ndas/{nda_id}/revoke"): Entry(
+        token("admin", roles=("admin",)), body=_json(reason="")
     ),
     # the audit and tracing API
     ("GET", "/api/v1/audit/events"): Entry(token("admin", roles=("admin",))),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ringfence.access.accounts import get_user, start_session
+from ringfence.accounts.services import get_user, start_session
 from ringfence.db import transaction
 from tests.conftest import TINY_CODE_ENV, CliRunner
 

@@ -17,8 +17,8 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from ringfence.access.accounts import start_session
-from ringfence.access.tokens import create_token
+from ringfence.accounts.services import start_session
+from ringfence.accounts.tokens import create_token
 from ringfence.db import transaction
 from ringfence.settings import Settings
 from ringfence.web.app import create_app

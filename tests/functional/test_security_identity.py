@@ -15,14 +15,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from ringfence.access import accounts, grants, licences, requests, tokens
-from ringfence.access.models import AccessRequest, APIToken, Institution, Mail, User
+from ringfence.access import grants, licences, requests
+from ringfence.access.models import AccessRequest
+from ringfence.accounts import services as accounts
+from ringfence.accounts import tokens
+from ringfence.accounts.models import APIToken, User
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
 from ringfence.distribution import services as dist
 from ringfence.errors import InvalidInput
+from ringfence.mail.models import Mail
+from ringfence.organisations.models import Institution
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build

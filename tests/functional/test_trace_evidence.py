@@ -7,7 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from ringfence.access.models import Grant, User
+from ringfence.access.models import Grant
+from ringfence.accounts.models import User
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.services import verify
 from ringfence.catalogue import services as catalogue

@@ -95,7 +95,7 @@ def accused(result: dict) -> set[str]:
 
 
 def test_exact_copy_is_named_by_its_hash(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
-    from ringfence.access.models import User
+    from ringfence.accounts.models import User
     from ringfence.catalogue.services import get_release
     from ringfence.db import transaction
     from ringfence.distribution.models import RecipientFileHash, RecipientManifest

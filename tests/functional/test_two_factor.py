@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
 
-from ringfence.access import accounts
-from ringfence.access.models import User
+from ringfence.accounts import services as accounts
+from ringfence.accounts.models import User
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.tags import EventTag
 from ringfence.db import transaction
@@ -280,7 +280,7 @@ def test_half_sign_in_made_before_a_password_change_is_dead(
 
 
 def test_api_token_cannot_change_two_factor(client: TestClient, svc: Services) -> None:
-    from ringfence.access.tokens import create_token
+    from ringfence.accounts.tokens import create_token
 
     with transaction(svc.sessions) as session:
         user = session.scalars(select(User).where(User.email == MEMBER)).one()

@@ -13,12 +13,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from ringfence.access import circles, grants, licences, requests
-from ringfence.access.models import Grant, User
-from ringfence.access.web_common import commit_and_deliver
-from ringfence.access.web_release import access_state
+from ringfence.access import circles, grants, licences, policy, requests, status
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.pages import commit_and_deliver
 from ringfence.web.params import DbId, DbIdField, Limit, Offset
 from ringfence.web.security import Permission, api_user, client_ip
 
@@ -52,24 +51,19 @@ class AppealIn(BaseModel):
     text: str = Field(max_length=500)
 
 
+class PolicyIn(BaseModel):
+    """A release's request form, auto-approval rules and grant lifetime; omitted parts stay."""
+
+    fields: list[dict[str, Any]] | None = Field(default=None, max_length=30)
+    rules: list[dict[str, Any]] | None = Field(default=None, max_length=20)
+    grant_days: int | None = None
+
+
 class CircleIn(BaseModel):
     """A new circle and why."""
 
     circle: str
     reason: str = Field(default="", max_length=500)
-
-
-def grant_out(grant: Grant) -> dict[str, Any]:
-    """A grant as the API shows it."""
-    return {
-        "id": grant.id,
-        "release": grant.release.ref,
-        "user": grant.user.email,
-        "state": grant.state,
-        "via": grant.via,
-        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
-        "revoked_reason": grant.revoked_reason,
-    }
 
 
 @router.get("/releases/{name}/{version}")
@@ -81,7 +75,7 @@ def release_status(
 ) -> dict[str, Any]:
     """My access to a release: circle, licence (with its text), request, grant, can_download."""
     release = circles.visible_release(session, f"{name}@{version}", user)
-    state = access_state(session, user, release)
+    state = status.access_state(session, user, release)
     if state["grant"]:
         state["grant"]["expires_at"] = state["grant"]["expires_at"].isoformat(timespec="seconds")
     return {"release": release.ref, **state}
@@ -172,7 +166,7 @@ def my_grants(
     user: User = Depends(api_user(Permission.BROWSE)), session: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """My grants, newest first."""
-    return [grant_out(g) for g in grants.list_grants(session, user=user)]
+    return [grants.grant_record(g) for g in grants.list_grants(session, user=user)]
 
 
 @router.get("/review")
@@ -242,3 +236,40 @@ def set_circle(
         "to": change.after,
         "revoked": change.revoked,
     }
+
+
+@router.get("/releases/{name}/{version}/policy")
+def get_policy(
+    name: str,
+    version: str,
+    user: User = Depends(api_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """A release's request form, auto-approval rules and grant lifetime."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    return policy.policy_record(release, policy.get_policy(session, release))
+
+
+@router.put("/releases/{name}/{version}/policy")
+def set_policy(
+    name: str,
+    version: str,
+    body: PolicyIn,
+    request: Request,
+    user: User = Depends(api_user(Permission.ADMIN)),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Change a release's request form, auto-approval rules or grant lifetime (audited)."""
+    release = catalogue.get_release(session, f"{name}@{version}")
+    changed = policy.set_policy(
+        session,
+        release,
+        fields=body.fields,
+        rules=body.rules,
+        grant_days=body.grant_days,
+        actor=user.email,
+        ip=client_ip(request),
+    )
+    out = policy.policy_record(release, changed)
+    session.commit()
+    return out

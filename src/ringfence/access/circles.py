@@ -1,4 +1,4 @@
-"""Circles: who a release admits, a person's standing, NDAs, and narrowing a release.
+"""Circles: who a release admits, a person's standing, and narrowing a release.
 
 A person's standing is the narrowest circle they belong to: lab roles are `in-house`, members
 of an institution with an active NDA are `partners`, verified people are `research`, anyone
@@ -7,34 +7,30 @@ else `public`. A release admits a person when their standing lies inside its cir
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from pathlib import Path
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from ringfence.access import mail
-from ringfence.access.models import (
-    CIRCLES,
-    LAB_ROLES,
-    NDA,
-    AccessRequest,
-    Grant,
-    Institution,
-    InstitutionGrant,
-    User,
-)
+from ringfence.access.models import CIRCLES, AccessRequest, Grant, InstitutionGrant
+from ringfence.accounts.models import LAB_ROLES, User
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.catalogue.services import get_release, parse_ref
 from ringfence.db import utcnow
-from ringfence.errors import InvalidInput, NotFound, PermissionDenied
-from ringfence.storage import BlobStore
-
-MAX_REASON = 500
+from ringfence.decisions import check_reason
+from ringfence.errors import InvalidInput, NotFound
+from ringfence.mail import messages
+from ringfence.mail import services as mail
+from ringfence.organisations import services as organisations
+from ringfence.organisations.models import NDA
+from ringfence.organisations.services import (
+    active_nda_institution_ids,
+    active_nda_institutions,
+    has_active_nda,
+)
 
 
 def rank(circle: str) -> int:
@@ -51,29 +47,6 @@ def check_circle(circle: str) -> str:
     return circle
 
 
-def check_reason(reason: str, *, required: bool = False) -> str:
-    """A decision's reason, stripped; at most 500 characters."""
-    cleaned = reason.strip()
-    if len(cleaned) > MAX_REASON:
-        raise InvalidInput(f"reason: use at most {MAX_REASON} characters (got {len(cleaned)})")
-    if required and not cleaned:
-        raise InvalidInput("reason: say why, the requester will read it")
-    return cleaned
-
-
-def active_nda_institutions(now: datetime) -> ColumnElement[bool]:
-    """SQL: the user's institution holds a countersigned, unrevoked, unexpired NDA.
-
-    Never NULL (a NULL would make `NOT admitted(...)` drop people without an institution from
-    a narrowing, leaving their grants active).
-    """
-    return User.institution_id.is_not(None) & User.institution_id.in_(
-        select(NDA.institution_id).where(
-            NDA.countersigned_at.is_not(None), NDA.revoked_at.is_(None), NDA.expires_at > now
-        )
-    )
-
-
 def admitted(circle: str, now: datetime) -> ColumnElement[bool]:
     """SQL condition on `User` for the people a release in `circle` admits."""
     lab = User.role.in_(LAB_ROLES)
@@ -86,14 +59,6 @@ def admitted(circle: str, now: datetime) -> ColumnElement[bool]:
             return or_(lab, active_nda_institutions(now), User.email_verified_at.is_not(None))
         case _:
             return true()
-
-
-def has_active_nda(session: Session, institution_id: int | None, now: datetime) -> bool:
-    """Whether the institution holds an active NDA."""
-    if institution_id is None:
-        return False
-    ndas = session.scalars(select(NDA).where(NDA.institution_id == institution_id))
-    return any(nda.is_active(now) for nda in ndas)
 
 
 def standing(session: Session, user: User, now: datetime | None = None) -> str:
@@ -182,7 +147,24 @@ def set_circle(
             .where(AccessRequest.id.in_(request_ids[chunk : chunk + 900]))
             .values(state="revoked", reason=note, decided_by=actor, decided_at=now)
         )
-    institution_grants = _revoke_institution_grants(session, release, circle, note, now)
+    if request_ids:
+        record(
+            session,
+            EventTag.Access.RequestRevoked,
+            actor=actor,
+            subject=f"release:{release.ref}",
+            ip=ip,
+            payload={"request_ids": sorted(request_ids), "reason": note},
+        )
+    institution_grants = _revoke_institution_grants(
+        session,
+        InstitutionGrant.release_id == release.id,
+        literal(circle),
+        note,
+        now,
+        actor=actor,
+        ip=ip,
+    )
     release.circle = circle
     emails: dict[int, str] = {}
     user_ids = sorted({row.user_id for row in revoked})
@@ -196,17 +178,8 @@ def set_circle(
         )
     mail.queue_many(
         session,
-        (
-            (
-                emails[row.user_id],
-                f"Your access to {release.ref} was revoked",
-                f"Your access to {release.ref} has been revoked: {note}.\n\n"
-                "Downloads stop working now. Delete the copies you hold under the licence terms; "
-                "you may ask for access again if the release widens.\n",
-            )
-            for row in revoked
-            if row.user_id in emails
-        ),
+        (emails[row.user_id] for row in revoked if row.user_id in emails),
+        messages.access_revoked(release=release.ref, reason=note, narrowed=True),
     )
     record(
         session,
@@ -227,135 +200,67 @@ def set_circle(
 
 
 def _revoke_institution_grants(
-    session: Session, release: Release, circle: str, note: str, now: datetime
+    session: Session,
+    condition: ColumnElement[bool],
+    circle_of: ColumnElement[str],
+    note: str,
+    now: datetime,
+    *,
+    actor: str,
+    ip: str | None,
 ) -> list[int]:
-    if rank(circle) >= rank("research"):
-        return []
-    condition = InstitutionGrant.release_id == release.id
-    keep = (
-        false()
-        if circle == "in-house"
-        else InstitutionGrant.institution_id.in_(
-            select(NDA.institution_id).where(
-                NDA.countersigned_at.is_not(None), NDA.revoked_at.is_(None), NDA.expires_at > now
-            )
-        )
-    )
+    """Revoke the active institution grants matching `condition` whose release (in
+    `circle_of`) no longer admits the institution; one InstitutionGrantRevoked event."""
+    partners = InstitutionGrant.institution_id.in_(active_nda_institution_ids(now))
+    outside = or_(circle_of == "in-house", and_(circle_of == "partners", ~partners))
     rows = session.execute(
         update(InstitutionGrant)
-        .where(and_(condition, InstitutionGrant.state == "active", ~keep))
+        .where(condition, InstitutionGrant.state == "active", outside)
         .values(state="revoked", revoked_reason=note)
         .returning(InstitutionGrant.id)
     ).all()
-    return sorted(row.id for row in rows)
-
-
-def parse_date(value: str, field: str) -> datetime:
-    """A YYYY-MM-DD date as the end of that day in UTC."""
-    try:
-        return datetime.combine(date.fromisoformat(value.strip()), time(23, 59, 59), tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidInput(f"{field}: give a date as YYYY-MM-DD") from exc
-
-
-def get_nda(session: Session, nda_id: int) -> NDA:
-    """An NDA by id, or NotFound."""
-    nda = session.get(NDA, nda_id)
-    if nda is None:
-        raise NotFound(f"no NDA {nda_id}", hint="see `ringfence nda list`")
-    return nda
-
-
-def list_ndas(session: Session) -> list[NDA]:
-    """Every NDA, newest first."""
-    return list(session.scalars(select(NDA).order_by(NDA.id.desc())))
-
-
-def record_nda(
-    session: Session,
-    blobs: BlobStore,
-    institution: Institution,
-    *,
-    document: bytes,
-    document_name: str,
-    signatory: str,
-    expires_at: datetime,
-    actor: str,
-) -> NDA:
-    """Store a signed NDA document as a blob and record it (inactive until countersigned)."""
-    if not document:
-        raise InvalidInput("document: attach the signed NDA (PDF or scan)")
-    if len(document) > 50 * 1024 * 1024:
-        raise InvalidInput("document: at most 50 MiB")
-    signatory = signatory.strip()
-    if not signatory or len(signatory) > 200:
-        raise InvalidInput(
-            "signatory: give who signed for the institution (at most 200 characters)"
-        )
-    if expires_at <= utcnow():
-        raise InvalidInput("expires: the expiry date must lie in the future")
-    name = Path(document_name or "nda.pdf").name[:200]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "nda"
-        path.write_bytes(document)
-        sha, _ = blobs.put_file(path)
-    nda = NDA(
-        institution=institution,
-        document_sha256=sha,
-        document_name=name,
-        signatory=signatory,
-        expires_at=expires_at,
-    )
-    session.add(nda)
-    session.flush()
-    record(
-        session,
-        EventTag.Access.NDARecorded,
-        actor=actor,
-        subject=f"institution:{institution.name}",
-        payload={
-            "nda_id": nda.id,
-            "sha256": sha,
-            "signatory": signatory,
-            "expires_at": expires_at.isoformat(),
-        },
-    )
-    return nda
-
-
-def countersign_nda(session: Session, nda: NDA, admin: User, *, ip: str | None = None) -> NDA:
-    """A lab admin countersigns; from now until expiry the institution's members are partners."""
-    if admin.role != "admin":
-        raise PermissionDenied(f"{admin.email} is not an admin", hint="an admin must countersign")
-    if nda.revoked_at is not None:
-        raise InvalidInput(f"NDA {nda.id} was revoked", hint="record a new one")
-    if nda.countersigned_at is None:
-        nda.countersigned_by = admin
-        nda.countersigned_at = utcnow()
+    ids = sorted(row.id for row in rows)
+    if ids:
         record(
             session,
-            EventTag.Access.NDACountersigned,
-            actor=admin.email,
-            ip=ip,
-            subject=f"institution:{nda.institution.name}",
-            payload={"nda_id": nda.id},
-        )
-    return nda
-
-
-def revoke_nda(session: Session, nda: NDA, *, reason: str, actor: str) -> NDA:
-    """End an NDA early; partner access stops on the next request (grants are not touched)."""
-    reason = check_reason(reason, required=True)
-    if nda.revoked_at is None:
-        nda.revoked_at = utcnow()
-        record(
-            session,
-            EventTag.Access.NDARevoked,
+            EventTag.Access.InstitutionGrantRevoked,
             actor=actor,
-            subject=f"institution:{nda.institution.name}",
-            payload={"nda_id": nda.id, "reason": reason},
+            subject="institution-grants",
+            ip=ip,
+            payload={"ids": ids, "reason": note},
         )
-    return nda
+    return ids
+
+
+@dataclass(frozen=True)
+class NDAEnded:
+    """What revoking an NDA did: the NDA and the institution grants it carried."""
+
+    nda: NDA
+    institution_grants: list[int]
+
+
+def revoke_nda(
+    session: Session, nda: NDA, *, reason: str, actor: str, ip: str | None = None
+) -> NDAEnded:
+    """End an NDA early: its members stop being partners at once, and the institution's
+    grants on in-house and partner releases are revoked (unless another NDA is active)."""
+    now = utcnow()
+    organisations.revoke_nda(session, nda, reason=reason, actor=actor, ip=ip, now=now)
+    session.flush()
+    circle_of = (
+        select(Release.circle).where(Release.id == InstitutionGrant.release_id).scalar_subquery()
+    )
+    revoked = _revoke_institution_grants(
+        session,
+        InstitutionGrant.institution_id == nda.institution_id,
+        circle_of,
+        f"the NDA of {nda.institution.name} was revoked: {reason.strip()}",
+        now,
+        actor=actor,
+        ip=ip,
+    )
+    return NDAEnded(nda, revoked)
 
 
 def visible_release(session: Session, ref: str, user: User | None) -> Release:

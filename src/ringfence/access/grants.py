@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ringfence.access.circles import admits, check_reason, standing
+from ringfence.access.circles import admits, standing
 from ringfence.access.licences import has_accepted
-from ringfence.access.models import AccessRequest, Grant, Institution, InstitutionGrant, User
+from ringfence.access.models import AccessRequest, Grant, InstitutionGrant
+from ringfence.accounts.models import User
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.db import utcnow
+from ringfence.decisions import check_reason
 from ringfence.errors import AuthenticationRequired, InvalidInput, NotFound, PermissionDenied
+from ringfence.mail import messages
+from ringfence.mail import services as mail
+from ringfence.organisations.models import Institution
 
 DEFAULT_GRANT_DAYS = 365
 MAX_GRANT_DAYS = 5 * 365
@@ -179,15 +185,8 @@ def revoke_grant(
         if req is not None:
             req.state, req.reason, req.decided_by, req.decided_at = "revoked", reason, actor, now
     release = session.get(Release, grant.release_id)
-    from ringfence.access import mail
-
     ref = release.ref if release else str(grant.release_id)
-    mail.queue(
-        session,
-        grant.user.email,
-        f"Your access to {ref} was revoked",
-        f"Your access to {ref} has been revoked: {reason}\n",
-    )
+    mail.queue(session, grant.user.email, messages.access_revoked(release=ref, reason=reason))
     record(
         session,
         EventTag.Access.GrantRevoked,
@@ -218,31 +217,17 @@ def list_grants(
     return list(session.scalars(query))
 
 
-def expire_due(session: Session, *, actor: str = "system") -> int:
-    """Mark active grants past their expiry as expired (their requests too); returns how many."""
-    now = utcnow()
-    rows = session.execute(
-        update(Grant)
-        .where(Grant.state == "active", Grant.expires_at <= now)
-        .values(state="expired")
-        .returning(Grant.id, Grant.request_id)
-    ).all()
-    request_ids = [r.request_id for r in rows if r.request_id is not None]
-    for chunk in range(0, len(request_ids), 900):
-        session.execute(
-            update(AccessRequest)
-            .where(AccessRequest.id.in_(request_ids[chunk : chunk + 900]))
-            .values(state="expired", reason="the grant reached its expiry date", decided_at=now)
-        )
-    if rows:
-        record(
-            session,
-            EventTag.Access.GrantExpired,
-            actor=actor,
-            subject="grants",
-            payload={"grant_ids": sorted(r.id for r in rows)},
-        )
-    return len(rows)
+def grant_record(grant: Grant) -> dict[str, Any]:
+    """A grant as one flat record (the API and the CLI show the same fields)."""
+    return {
+        "id": grant.id,
+        "release": grant.release.ref,
+        "user": grant.user.email,
+        "state": grant.state,
+        "via": grant.via,
+        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
+        "revoked_reason": grant.revoked_reason,
+    }
 
 
 def add_institution_grant(

@@ -12,13 +12,15 @@ from importlib import resources
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringfence.access import mail
-from ringfence.access.models import Grant, LicenceAcceptance, User
+from ringfence.access.models import Grant, LicenceAcceptance
+from ringfence.accounts.models import User
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Licence, Release
 from ringfence.errors import Conflict, InvalidInput
+from ringfence.mail import messages
+from ringfence.mail import services as mail
 
 RESEARCH_ONLY = "research-only"
 
@@ -30,9 +32,38 @@ def shipped_licence_text(slug: str = RESEARCH_ONLY) -> str:
 
 def install_research_licence(session: Session, *, actor: str) -> Licence:
     """Add the shipped research-only licence (a no-op when its newest version has this text)."""
-    text = shipped_licence_text()
-    title = text.splitlines()[0].lstrip("# ").strip() or "Research-only licence"
-    return catalogue.add_licence(session, RESEARCH_ONLY, title, text, actor)
+    return add_licence(session, RESEARCH_ONLY, actor=actor)
+
+
+def add_licence(
+    session: Session,
+    slug: str,
+    *,
+    text: str | None = None,
+    title: str | None = None,
+    actor: str,
+) -> Licence:
+    """Add the next version of a licence, the same way from the CLI and the admin page.
+
+    Line ends are normalised (a browser sends CRLF, a file may hold either) so the same text
+    always hashes the same; no text means the shipped template of that slug; the title
+    defaults to the text's first heading. The same text as the newest version is a no-op.
+    """
+    slug = slug.strip()
+    body = (text or "").replace("\r\n", "\n").replace("\r", "\n")
+    if not body.strip():
+        if slug != RESEARCH_ONLY:
+            raise InvalidInput("give the licence text", hint="a markdown file or the text itself")
+        body = shipped_licence_text(slug)
+    heading = body.strip().splitlines()[0].lstrip("# ").strip()
+    return catalogue.add_licence(
+        session, slug, (title or "").strip() or heading or slug, body, actor
+    )
+
+
+def list_licences(session: Session) -> list[Licence]:
+    """Every licence version, by slug and newest version first."""
+    return list(session.scalars(select(Licence).order_by(Licence.slug, Licence.version.desc())))
 
 
 def latest_acceptance(session: Session, user: User, release: Release) -> LicenceAcceptance | None:
@@ -129,15 +160,12 @@ def set_release_licence(
     ).all()
     mail.queue_many(
         session,
-        (
-            (
-                email,
-                f"New licence for {release.ref}",
-                f"The licence of {release.ref} is now {licence.title} ({licence.ref}).\n\n"
-                f"Read and accept it before your next download: {base_url}"
-                f"/models/{release.model.name}/{release.version}\n",
-            )
-            for email in holders
+        holders,
+        messages.licence_changed(
+            release=release.ref,
+            title=licence.title,
+            licence=licence.ref,
+            release_url=f"{base_url}/models/{release.model.name}/{release.version}",
         ),
     )
     record(

@@ -1,18 +1,18 @@
-"""The access area's routes: account pages, the release page's access block, lab pages, API.
+"""The access area's routes: the release page's access block, the lab's access pages, the API.
 
-One router per seam (`web_account`, `web_two_factor`, `web_release`, `web_admin`, `api`),
-mounted here as the area's `router`, which the web app includes.
+One router per seam (`web_release`, `web_admin`, `api`), mounted here as the area's `router`,
+which the web app includes (`ringfence.web.app.AREAS`).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ringfence.access import api, web_account, web_admin, web_release, web_two_factor
+from ringfence.access import api, web_admin, web_release
+from ringfence.access.tasks import lifespan
 
-router = APIRouter()
-router.include_router(web_account.router)
-router.include_router(web_two_factor.router)
+# The area's schedule (expiry) runs while the app serves.
+router = APIRouter(lifespan=lifespan)
 router.include_router(web_release.router)
 router.include_router(web_admin.router)
 router.include_router(api.router)

@@ -1,27 +1,22 @@
-"""Pages for the lab: review queue, circles and NDAs, licences, users."""
+"""Pages for the lab's access work: the review queue, circles and licences."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, circles, licences, requests
-from ringfence.access.models import CIRCLES, ROLES, User
-from ringfence.access.web_common import (
-    commit_and_deliver,
-    form_error,
-    redirect,
-    render,
-)
+from ringfence.access import circles, licences, policy, requests
+from ringfence.access.models import CIRCLES
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
-from ringfence.catalogue.models import Licence
-from ringfence.db import utcnow
-from ringfence.errors import InvalidInput, RingfenceError
+from ringfence.errors import RingfenceError
 from ringfence.web.deps import db_session, get_services
-from ringfence.web.params import DbId, db_id
+from ringfence.web.pages import commit_and_deliver, form_error, redirect, render
+from ringfence.web.params import db_id
 from ringfence.web.security import Permission, client_ip, page_user, verify_csrf
 
 router = APIRouter(include_in_schema=False)
@@ -64,15 +59,11 @@ async def decide(
     action = str(form.get("action", ""))
     reason = str(form.get("reason", ""))
     try:
-        ids = [db_id(v, "ids") for v in form.getlist("ids")]
-        if action not in ("approve", "reject"):
-            raise InvalidInput("choose approve or reject")
-        if not ids:
-            raise InvalidInput("tick at least one request")
+        approve = requests.bulk_action(action)
         outcomes = requests.decide_many(
             session,
-            ids,
-            approve=action == "approve",
+            [db_id(v, "ids") for v in form.getlist("ids")],
+            approve=approve,
             reviewer=user,
             actor=user.email,
             reason=reason,
@@ -108,9 +99,6 @@ def _circles_context(session: Session) -> dict[str, Any]:
     return {
         "releases": catalogue.list_releases(session),
         "circles": CIRCLES,
-        "institutions": accounts.list_institutions(session),
-        "ndas": circles.list_ndas(session),
-        "now": utcnow(),
     }
 
 
@@ -151,76 +139,9 @@ def set_circle(
     return redirect("/admin/circles", "circle-set")
 
 
-@router.post("/admin/institutions", dependencies=CSRF)
-def add_institution(
-    request: Request,
-    name: str = Form(""),
-    domains: str = Form(""),
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Record an institution and its verified domains (comma-separated)."""
-    try:
-        accounts.add_institution(session, name, domains.replace(",", " ").split(), actor=user.email)
-    except RingfenceError as exc:
-        return form_error(
-            request, session, "access/circles.html", lambda: _circles_context(session), exc
-        )
-    session.commit()
-    return redirect("/admin/circles", "saved")
-
-
-@router.post("/admin/ndas", dependencies=CSRF)
-async def add_nda(
-    request: Request,
-    institution: str = Form(""),
-    signatory: str = Form(""),
-    expires: str = Form(""),
-    document: UploadFile = File(...),
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Store a signed NDA document and record it (then countersign it)."""
-    try:
-        data = await document.read(50 * 1024 * 1024 + 1)
-        circles.record_nda(
-            session,
-            get_services(request).blobs,
-            accounts.get_institution(session, institution),
-            document=data,
-            document_name=document.filename or "nda.pdf",
-            signatory=signatory,
-            expires_at=circles.parse_date(expires, "expires"),
-            actor=user.email,
-        )
-    except RingfenceError as exc:
-        return form_error(
-            request, session, "access/circles.html", lambda: _circles_context(session), exc
-        )
-    session.commit()
-    return redirect("/admin/circles", "saved")
-
-
-@router.post("/admin/ndas/{nda_id}/countersign", dependencies=CSRF)
-def countersign(
-    request: Request,
-    nda_id: DbId,
-    user: User = Depends(page_user(Permission.ADMIN)),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Countersign an NDA as the signed-in admin."""
-    circles.countersign_nda(session, circles.get_nda(session, nda_id), user, ip=client_ip(request))
-    session.commit()
-    return redirect("/admin/circles", "saved")
-
-
 def _licences_context(session: Session) -> dict[str, Any]:
-    from sqlalchemy import select
-
     return {
-        "licences": list(
-            session.scalars(select(Licence).order_by(Licence.slug, Licence.version.desc()))
-        ),
+        "licences": licences.list_licences(session),
         "releases": catalogue.list_releases(session),
     }
 
@@ -246,16 +167,7 @@ def add_licence(
 ) -> Response:
     """Add a licence version (empty text: the shipped research-only template)."""
     try:
-        if not text.strip() and slug.strip() == licences.RESEARCH_ONLY:
-            licences.install_research_licence(session, actor=user.email)
-        else:
-            catalogue.add_licence(
-                session,
-                slug.strip(),
-                title.strip() or slug.strip(),
-                text.replace("\r\n", "\n"),
-                user.email,
-            )
+        licences.add_licence(session, slug, text=text, title=title, actor=user.email)
     except RingfenceError as exc:
         return form_error(
             request, session, "access/licences.html", lambda: _licences_context(session), exc
@@ -289,66 +201,55 @@ def set_licence(
     return redirect("/admin/licences", "saved")
 
 
-def _users_context(session: Session) -> dict[str, Any]:
+def _policy_context(session: Session, ref: str) -> dict[str, Any]:
+    release = catalogue.get_release(session, ref)
+    current = policy.get_policy(session, release)
     return {
-        "users": accounts.list_users(session),
-        "roles": ROLES,
-        "institutions": accounts.list_institutions(session),
+        "release": release,
+        "fields_json": json.dumps(current.fields, indent=2),
+        "rules_text": "\n".join(policy.rule_text(r) for r in current.rules),
+        "grant_days": current.grant_days,
     }
 
 
-@router.get("/admin/users", response_class=HTMLResponse)
-def users_page(
+@router.get("/admin/releases/{name}/{version}/policy", response_class=HTMLResponse)
+def policy_page(
     request: Request,
+    name: str,
+    version: str,
     user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
-    """Every account with its role and institution."""
-    return render(request, "access/users.html", _users_context(session))
+    """A release's request form, auto-approval rules and grant lifetime."""
+    return render(request, "access/policy.html", _policy_context(session, f"{name}@{version}"))
 
 
-@router.post("/admin/users", dependencies=CSRF)
-def update_user(
+@router.post("/admin/releases/{name}/{version}/policy", dependencies=CSRF)
+def set_policy(
     request: Request,
-    email: str = Form(""),
-    role: str = Form(""),
-    institution: str = Form(""),
-    active: str = Form("on"),
-    create: str = Form(""),
+    name: str,
+    version: str,
+    fields: str = Form(""),
+    rules: str = Form(""),
+    grant_days: int = Form(0),
     user: User = Depends(page_user(Permission.ADMIN)),
     session: Session = Depends(db_session),
 ) -> Response:
-    """Add a user, or change a user's role, institution and whether the account is active."""
-    svc = get_services(request)
+    """Change the policy (fields as JSON, one rule a line, the grant lifetime in days)."""
+    ref = f"{name}@{version}"
     try:
-        if create:
-            accounts.add_user(
-                session,
-                svc.secrets,
-                email,
-                role=role or "member",
-                institution=institution or None,
-                actor=user.email,
-                base_url=svc.settings.base_url,
-            )
-        else:
-            if accounts.normalise_email(email) == user.email and (
-                role != user.role or active != "on"
-            ):
-                raise InvalidInput(
-                    "you cannot change your own role or disable yourself", hint="ask another admin"
-                )
-            accounts.update_user(
-                session,
-                email,
-                role=role or None,
-                institution=institution,
-                active=active == "on",
-                actor=user.email,
-            )
+        policy.set_policy(
+            session,
+            catalogue.get_release(session, ref),
+            fields=policy.parse_fields(fields),
+            rules=[policy.parse_rule(line) for line in rules.splitlines() if line.strip()],
+            grant_days=grant_days,
+            actor=user.email,
+            ip=client_ip(request),
+        )
     except RingfenceError as exc:
         return form_error(
-            request, session, "access/users.html", lambda: _users_context(session), exc
+            request, session, "access/policy.html", lambda: _policy_context(session, ref), exc
         )
-    commit_and_deliver(request, session)
-    return redirect("/admin/users", "saved")
+    session.commit()
+    return redirect(f"/admin/releases/{name}/{version}/policy", "saved")

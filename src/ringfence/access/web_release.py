@@ -8,18 +8,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access import circles, grants, licences, requests
+from ringfence.access import circles, licences, requests, status
 from ringfence.access.countries import COUNTRIES
-from ringfence.access.models import User
-from ringfence.access.web_common import (
-    NOTICES,
-    commit_and_deliver,
-    redirect,
-    render,
-)
+from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
 from ringfence.errors import RingfenceError
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.pages import NOTICES, commit_and_deliver, redirect, render
 from ringfence.web.security import (
     Permission,
     client_ip,
@@ -34,65 +29,12 @@ router = APIRouter(include_in_schema=False)
 CSRF = [Depends(verify_csrf)]
 
 
-def access_state(session: Session, user: User | None, release: Release) -> dict[str, Any]:
-    """What a person sees of their access to a release, as plain values."""
-    licence = release.licence
-    policy = requests.get_policy(session, release)
-    state: dict[str, Any] = {
-        "circle": release.circle,
-        "licence": {
-            "ref": licence.ref,
-            "title": licence.title,
-            "sha256": licence.sha256,
-            "text": licence.text,
-        }
-        if licence
-        else None,
-        "fields": policy.fields,
-        "signed_in": user is not None,
-        "verified": bool(user and user.email_verified),
-        "admitted": bool(user and circles.admits(session, release, user)),
-        "standing": circles.standing(session, user) if user else None,
-        "request": None,
-        "grant": None,
-        "accepted": bool(user and licences.has_accepted(session, user, release)),
-        "can_download": False,
-        "reason": "sign in to request access",
-    }
-    if user is None:
-        return state
-    req = requests.find_request(session, user, release)
-    if req is not None:
-        state["request"] = {
-            "id": req.id,
-            "state": req.state,
-            "reason": req.reason,
-            "appealed": req.appeal is not None,
-        }
-    grant = next(iter(grants.list_grants(session, release=release, user=user)), None)
-    if grant is not None:
-        state["grant"] = {
-            "id": grant.id,
-            "state": grant.state,
-            "expires_at": grant.expires_at,
-            "revoked_reason": grant.revoked_reason,
-        }
-    try:
-        grants.authorise_download(session, user, release)
-        state["can_download"], state["reason"] = True, ""
-    except RingfenceError as exc:
-        state["reason"] = exc.diagnostics()
-    return state
-
-
 def release_access(request: Request, release: Release) -> dict[str, Any]:
     """Jinja global for release.html's `release_access` block (the catalogue renders the page)."""
     user = template_user(request)
     with get_services(request).sessions() as session:
-        fresh_user = session.get(User, user.id) if user else None
-        fresh_release = session.get(Release, release.id)
-        assert fresh_release is not None  # the page just loaded it
-        state = access_state(session, fresh_user, fresh_release)
+        # The page's own objects belong to another session: read both afresh in this one.
+        state = status.access_state_by_id(session, user.id if user else None, release.id)
     state["error"] = getattr(request.state, "access_error", None)
     state["values"] = getattr(request.state, "access_values", {})
     state["countries"] = COUNTRIES

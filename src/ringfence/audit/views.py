@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access.models import User
-from ringfence.access.web_common import render
+from ringfence.accounts.models import User
 from ringfence.audit import services as audit
 from ringfence.web.deps import db_session
+from ringfence.web.pages import render
 from ringfence.web.params import Cursor, Limit
 from ringfence.web.security import Permission, api_user, page_user
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from ringfence.access.circles import visible, visible_release
-from ringfence.access.models import User
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.web.deps import db_session

@@ -1,4 +1,4 @@
-"""Access commands: users, institutions, NDAs, tokens, licences, grants, circles, requests.
+"""Access commands: licences, grants, requests, circles, policies, expiry.
 
 Admin commands run on the server against its database (actor "cli"); `licence accept` and
 `request` are client commands that talk to a server over the API with RINGFENCE_TOKEN.
@@ -6,280 +6,35 @@ Admin commands run on the server against its database (actor "cli"); `licence ac
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ringfence.access import accounts, circles, grants, licences, requests, tokens, two_factor
-from ringfence.access.models import NDA, Grant, User
+from ringfence.access import circles, grants, licences, policy, requests, tasks
+from ringfence.accounts import services as accounts
 from ringfence.catalogue import services as catalogue
+from ringfence.cli import accounts as cli_accounts
+from ringfence.cli import organisations as cli_organisations
 from ringfence.cli.context import services
 from ringfence.cli.output import console, emit
 from ringfence.client import ApiClient
 from ringfence.db import transaction
 from ringfence.errors import InvalidInput
+from ringfence.organisations import services as organisations
 from ringfence.wiring import Services
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 SERVER_OPTION = typer.Option(None, "--server", help="Server URL (default: RINGFENCE_URL).")
 ACTOR = "cli"
 
-users_app = typer.Typer(help="Accounts and roles.", no_args_is_help=True)
-institutions_app = typer.Typer(help="Institutions and their email domains.", no_args_is_help=True)
-nda_app = typer.Typer(help="NDAs that make an institution a partner.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens (shown once).", no_args_is_help=True)
 licence_app = typer.Typer(help="Licences and click-through acceptance.", no_args_is_help=True)
 grants_app = typer.Typer(help="Access requests and grants.", no_args_is_help=True)
 circle_app = typer.Typer(help="Who may receive a release.", no_args_is_help=True)
 
 
 def _deliver(svc: Services) -> None:
-    # Mails were queued in the committed transaction; send them now (SMTP backend).
-    svc.mailer.deliver_pending(svc.sessions)
-
-
-def user_row(user: User) -> dict[str, Any]:
-    """A user as one flat record."""
-    return {
-        "email": user.email,
-        "role": user.role,
-        "institution": user.institution.name if user.institution else None,
-        "verified": user.email_verified,
-        "active": user.is_active,
-        "two_factor": user.two_factor_enabled,
-        "created_at": user.created_at.isoformat(timespec="seconds"),
-    }
-
-
-def grant_row(grant: Grant) -> dict[str, Any]:
-    """A grant as one flat record."""
-    return {
-        "id": grant.id,
-        "release": grant.release.ref,
-        "user": grant.user.email,
-        "state": grant.state,
-        "via": grant.via,
-        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
-        "revoked_reason": grant.revoked_reason,
-    }
-
-
-def nda_row(nda: NDA) -> dict[str, Any]:
-    """An NDA as one flat record."""
-    now = datetime.now(UTC)
-    return {
-        "id": nda.id,
-        "institution": nda.institution.name,
-        "signatory": nda.signatory,
-        "document": nda.document_name,
-        "sha256": nda.document_sha256,
-        "expires_at": nda.expires_at.date().isoformat(),
-        "countersigned_by": nda.countersigned_by.email if nda.countersigned_by else None,
-        "active": nda.is_active(now),
-    }
-
-
-@users_app.command("add")
-def users_add(
-    email: str = typer.Argument(..., help="The person's email address."),
-    role: str = typer.Option("member", "--role", help="admin, reviewer, staff or member."),
-    institution: str | None = typer.Option(None, "--institution", help="Institution name."),
-    name: str = typer.Option("", "--name", help="Display name."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Add a person (verified by you); they get a mail to choose a password."""
-    svc = services()
-    with transaction(svc.sessions) as session:
-        user = accounts.add_user(
-            session,
-            svc.secrets,
-            email,
-            role=role,
-            institution=institution,
-            name=name,
-            actor=ACTOR,
-            base_url=svc.settings.base_url,
-        )
-        row = user_row(user)
-    _deliver(svc)
-    emit(row, as_json=as_json)
-
-
-@users_app.command("list")
-def users_list(as_json: bool = JSON_OPTION) -> None:
-    """Every user."""
-    with transaction(services().sessions) as session:
-        rows = [user_row(u) for u in accounts.list_users(session)]
-    emit(rows, as_json=as_json, title="users")
-
-
-@users_app.command("set")
-def users_set(
-    email: str = typer.Argument(...),
-    role: str | None = typer.Option(None, "--role"),
-    institution: str | None = typer.Option(None, "--institution", help='"" clears it.'),
-    active: bool | None = typer.Option(None, "--active/--disabled"),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Change a user's role, institution or whether the account is active."""
-    with transaction(services().sessions) as session:
-        user = accounts.update_user(
-            session, email, role=role, institution=institution, active=active, actor=ACTOR
-        )
-        row = user_row(user)
-    emit(row, as_json=as_json)
-
-
-@users_app.command("two-factor-reset")
-def users_two_factor_reset(
-    email: str = typer.Argument(...),
-    reason: str = typer.Option(
-        ..., "--reason", help="Why, e.g. how you confirmed who lost the device; they read it."
-    ),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Turn someone's two-factor sign-in off (a lost device) and sign them out; audited, mailed."""
-    svc = services()
-    with transaction(svc.sessions) as session:
-        user = accounts.get_user(session, email)
-        two_factor.reset(session, user, reason=reason, actor=ACTOR)
-        row = user_row(user)
-    _deliver(svc)
-    emit(row, as_json=as_json)
-
-
-@institutions_app.command("add")
-def institutions_add(
-    name: str = typer.Argument(...),
-    domain: list[str] = typer.Option([], "--domain", help="A verified email domain (repeat)."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Record an institution and the email domains you verified as its own."""
-    with transaction(services().sessions) as session:
-        inst = accounts.add_institution(session, name, domain, actor=ACTOR)
-        row = {"name": inst.name, "domains": inst.domains}
-    emit(row, as_json=as_json)
-
-
-@institutions_app.command("list")
-def institutions_list(as_json: bool = JSON_OPTION) -> None:
-    """Every institution."""
-    with transaction(services().sessions) as session:
-        rows = [
-            {"name": i.name, "domains": ", ".join(i.domains)}
-            for i in accounts.list_institutions(session)
-        ]
-    emit(rows, as_json=as_json, title="institutions")
-
-
-@nda_app.command("add")
-def nda_add(
-    institution: str = typer.Argument(...),
-    document: Path = typer.Option(
-        ..., "--document", exists=True, dir_okay=False, help="The signed NDA (PDF or scan)."
-    ),
-    signatory: str = typer.Option(..., "--signatory", help="Who signed for the institution."),
-    expires: str = typer.Option(..., "--expires", help="Expiry date, YYYY-MM-DD."),
-    countersign: str | None = typer.Option(None, "--countersign-by", help="Admin's email."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Record a signed NDA; it is active once a lab admin countersigns it."""
-    svc = services()
-    with transaction(svc.sessions) as session:
-        nda = circles.record_nda(
-            session,
-            svc.blobs,
-            accounts.get_institution(session, institution),
-            document=document.read_bytes(),
-            document_name=document.name,
-            signatory=signatory,
-            expires_at=circles.parse_date(expires, "expires"),
-            actor=ACTOR,
-        )
-        if countersign:
-            circles.countersign_nda(session, nda, accounts.get_user(session, countersign))
-        row = nda_row(nda)
-    emit(row, as_json=as_json)
-
-
-@nda_app.command("countersign")
-def nda_countersign(
-    nda_id: int = typer.Argument(...),
-    by: str = typer.Option(..., "--by", help="The countersigning admin's email."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Countersign an NDA as a lab admin."""
-    with transaction(services().sessions) as session:
-        nda = circles.countersign_nda(
-            session, circles.get_nda(session, nda_id), accounts.get_user(session, by)
-        )
-        row = nda_row(nda)
-    emit(row, as_json=as_json)
-
-
-@nda_app.command("list")
-def nda_list(as_json: bool = JSON_OPTION) -> None:
-    """Every NDA."""
-    with transaction(services().sessions) as session:
-        rows = [nda_row(n) for n in circles.list_ndas(session)]
-    emit(rows, as_json=as_json, title="NDAs")
-
-
-@tokens_app.command("create")
-def tokens_create(
-    user: str = typer.Option(..., "--user", help="Whose token."),
-    scope: str = typer.Option("read", "--scope", help="read, download or admin."),
-    name: str = typer.Option("", "--name", help="What it is for."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Create an API token and print it once (only its hash is kept)."""
-    with transaction(services().sessions) as session:
-        new = tokens.create_token(
-            session, accounts.get_user(session, user), scope, name=name, actor=ACTOR
-        )
-        row = {"id": new.token.id, "user": user, "scope": scope, "token": new.raw}
-    if as_json:
-        emit(row, as_json=True)
-    else:
-        console.print(f"token for {user} (scope {scope}); copy it now, it is not shown again:")
-        print(new.raw)
-
-
-@tokens_app.command("list")
-def tokens_list(user: str = typer.Option(..., "--user"), as_json: bool = JSON_OPTION) -> None:
-    """A user's tokens (never the secrets)."""
-    with transaction(services().sessions) as session:
-        rows = [
-            {
-                "id": t.id,
-                "prefix": t.prefix,
-                "scope": t.scope,
-                "name": t.name,
-                "revoked": t.revoked_at is not None,
-                "last_used_at": t.last_used_at.isoformat(timespec="seconds")
-                if t.last_used_at
-                else None,
-            }
-            for t in tokens.list_tokens(session, accounts.get_user(session, user))
-        ]
-    emit(rows, as_json=as_json, title="tokens")
-
-
-@tokens_app.command("revoke")
-def tokens_revoke(
-    token_id: int = typer.Argument(...),
-    user: str = typer.Option(..., "--user"),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Revoke a token."""
-    with transaction(services().sessions) as session:
-        token = tokens.revoke_token(
-            session, accounts.get_user(session, user), token_id, actor=ACTOR
-        )
-        row = {"id": token.id, "revoked": True}
-    emit(row, as_json=as_json)
+    cli_accounts.deliver(svc)
 
 
 @licence_app.command("add")
@@ -296,12 +51,9 @@ def licence_add(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add the next version of a licence (same text as the newest version: no-op)."""
-    if file is None and slug != licences.RESEARCH_ONLY:
-        raise InvalidInput("give the licence text with --file", hint="a markdown file")
-    text = file.read_text(encoding="utf-8") if file else licences.shipped_licence_text()
-    heading = text.strip().splitlines()[0].lstrip("# ").strip() if text.strip() else slug
+    text = file.read_text(encoding="utf-8") if file else None
     with transaction(services().sessions) as session:
-        lic = catalogue.add_licence(session, slug, title or heading, text, ACTOR)
+        lic = licences.add_licence(session, slug, text=text, title=title, actor=ACTOR)
         row = {"licence": lic.ref, "title": lic.title, "sha256": lic.sha256}
     emit(row, as_json=as_json)
 
@@ -388,7 +140,7 @@ def grants_list(
     """Grants, newest first."""
     with transaction(services().sessions) as session:
         rows = [
-            grant_row(g)
+            grants.grant_record(g)
             for g in grants.list_grants(
                 session,
                 release=catalogue.get_release(session, release) if release else None,
@@ -469,7 +221,7 @@ def grants_revoke(
         grant = grants.revoke_grant(
             session, grants.get_grant(session, grant_id), reason=reason, actor=ACTOR
         )
-        row = grant_row(grant)
+        row = grants.grant_record(grant)
     _deliver(svc)
     emit(row, as_json=as_json)
 
@@ -489,7 +241,7 @@ def grants_add(
     with transaction(services().sessions) as session:
         release = catalogue.get_release(session, ref)
         if user:
-            row = grant_row(
+            row = grants.grant_record(
                 grants.add_grant(
                     session, release, accounts.get_user(session, user), days=days, actor=ACTOR
                 )
@@ -497,7 +249,7 @@ def grants_add(
         else:
             org = grants.add_institution_grant(
                 session,
-                accounts.get_institution(session, institution or ""),
+                organisations.get_institution(session, institution or ""),
                 release,
                 seats=seats,
                 days=days,
@@ -515,10 +267,17 @@ def grants_add(
 
 @grants_app.command("expire")
 def grants_expire(as_json: bool = JSON_OPTION) -> None:
-    """Mark grants past their expiry date as expired."""
-    with transaction(services().sessions) as session:
-        count = grants.expire_due(session, actor=ACTOR)
-    emit({"expired": count}, as_json=as_json)
+    """Expire grants and pending requests that are due (the same as `ringfence expire`)."""
+    expire_cmd(as_json)
+
+
+def expire_cmd(as_json: bool = JSON_OPTION) -> None:
+    """Expire grants past their end and pending requests past their lifetime (for cron)."""
+    done = tasks.run_expiry(services(), actor=ACTOR)
+    emit(
+        {"grants_expired": len(done.grants), "requests_expired": len(done.requests)},
+        as_json=as_json,
+    )
 
 
 @circle_app.command("set")
@@ -556,13 +315,57 @@ def circle_show(ref: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> 
     emit(row, as_json=as_json)
 
 
+policy_app = typer.Typer(help="How a release is asked for: form, rules, grant lifetime.")
+
+
+@policy_app.command("show")
+def policy_show(
+    ref: str = typer.Argument(..., help="MODEL@VERSION"), as_json: bool = JSON_OPTION
+) -> None:
+    """A release's request form, auto-approval rules and grant lifetime."""
+    with transaction(services().sessions) as session:
+        release = catalogue.get_release(session, ref)
+        row = policy.policy_record(release, policy.get_policy(session, release))
+    emit(row, as_json=as_json)
+
+
+@policy_app.command("set")
+def policy_set(
+    ref: str = typer.Argument(..., help="MODEL@VERSION"),
+    fields: Path | None = typer.Option(
+        None, "--fields", exists=True, dir_okay=False, help="The request form as a JSON list."
+    ),
+    rule: list[str] = typer.Option(
+        [],
+        "--rule",
+        help="An auto-approval rule (repeat): staff, partner_nda, email_domain:uni.example",
+    ),
+    no_rules: bool = typer.Option(False, "--no-rules", help="Approve nobody automatically."),
+    grant_days: int | None = typer.Option(None, "--grant-days", help="Grant lifetime in days."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change a release's policy; the parts not given stay as they are (audited)."""
+    with transaction(services().sessions) as session:
+        release = catalogue.get_release(session, ref)
+        changed = policy.set_policy(
+            session,
+            release,
+            fields=policy.parse_fields(fields.read_text(encoding="utf-8")) if fields else None,
+            rules=[] if no_rules else ([policy.parse_rule(r) for r in rule] or None),
+            grant_days=grant_days,
+            actor=ACTOR,
+        )
+        row = policy.policy_record(release, changed)
+    emit(row, as_json=as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add the access commands to the root app."""
-    app.add_typer(users_app, name="users")
-    app.add_typer(institutions_app, name="institutions")
-    app.add_typer(nda_app, name="nda")
-    app.add_typer(tokens_app, name="tokens")
+    cli_accounts.register(app)
+    cli_organisations.register(app)
     app.add_typer(licence_app, name="licence")
     app.add_typer(grants_app, name="grants")
     app.add_typer(circle_app, name="circle")
+    app.add_typer(policy_app, name="policy", no_args_is_help=True)
     app.command("request")(request_cmd)
+    app.command("expire")(expire_cmd)

@@ -92,11 +92,8 @@ def publish(
 ) -> None:
     """Validate and publish a release in one transaction (it starts in the in-house circle)."""
     svc = services()
-    defaults = fingerprint.settings_params(svc.settings)
-    params = fingerprint.code_params(
-        max_recipients or defaults.max_recipients,
-        max_colluders or defaults.max_colluders,
-        defaults.false_accusation,
+    params = fingerprint.publish_params(
+        svc.settings, max_recipients=max_recipients, max_colluders=max_colluders
     )
     with Progress(
         TextColumn("{task.description}"),

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import typer
 
 from ringfence import demo
-from ringfence.access import accounts, licences, two_factor
+from ringfence.access import licences
 from ringfence.access.circles import set_circle
+from ringfence.accounts import services as accounts
+from ringfence.accounts import two_factor
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
 from ringfence.cli.output import console
@@ -83,7 +85,7 @@ def set_up(svc: Services) -> list[DemoAccount]:
                     base_url=svc.settings.base_url,
                 )
                 password = pysecrets.token_urlsafe(12)
-                user.password_hash = accounts.hasher.hash(password)
+                accounts.set_password_by_operator(session, user, password, actor=ACTOR)
                 totp = None
                 if role in two_factor.REQUIRED_ROLES:
                     # No recovery codes printed: reset a lost device with `users two-factor-reset`.

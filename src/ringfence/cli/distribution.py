@@ -155,7 +155,7 @@ def links_create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make a signed link to a grant holder's copy (checks their grant now)."""
-    from ringfence.access.accounts import get_user
+    from ringfence.accounts.services import get_user
     from ringfence.catalogue.services import get_release
     from ringfence.db import transaction
     from ringfence.distribution import services as dist
@@ -179,7 +179,7 @@ def links_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Download links with their expiry, copies delivered and state."""
-    from ringfence.access.accounts import get_user
+    from ringfence.accounts.services import get_user
     from ringfence.db import transaction, utcnow
     from ringfence.distribution import links
 
@@ -251,7 +251,7 @@ def manifests_show(
     email: str = typer.Option(..., "--for", help="The recipient's email."),
 ) -> None:
     """Print a recipient's signed manifest (a Sigstore bundle)."""
-    from ringfence.access.accounts import get_user
+    from ringfence.accounts.services import get_user
     from ringfence.catalogue.services import get_release
     from ringfence.db import transaction
     from ringfence.distribution import services as dist

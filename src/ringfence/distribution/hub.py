@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from ringfence.access.circles import visible
-from ringfence.access.models import User
+from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
 from ringfence.distribution import services as dist

@@ -17,7 +17,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from ringfence.access.models import Grant, User
+from ringfence.access.models import Grant
+from ringfence.accounts.models import User
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Model, Organisation, Release

@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from ringfence.access.models import Grant, User
+from ringfence.access.models import Grant
 from ringfence.access.services import authorise_download
+from ringfence.accounts.models import User
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.fingerprint.plan import FingerprintPlan
 from ringfence.fingerprint.services import (

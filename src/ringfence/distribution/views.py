@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from ringfence.access.circles import visible_release
-from ringfence.access.models import User
+from ringfence.accounts.models import User
 from ringfence.distribution import hub, links, manifests, sources
 from ringfence.distribution import services as dist
 from ringfence.distribution.tasks import lifespan

@@ -77,6 +77,18 @@ def settings_params(settings: Settings) -> CodeParams:
     )
 
 
+def publish_params(
+    settings: Settings, *, max_recipients: int | None = None, max_colluders: int | None = None
+) -> CodeParams:
+    """The parameters a new release gets: the settings' defaults, with the operator's overrides."""
+    defaults = settings_params(settings)
+    return code_params(
+        max_recipients or defaults.max_recipients,
+        max_colluders or defaults.max_colluders,
+        defaults.false_accusation,
+    )
+
+
 def release_key(secrets: SecretStore, release: Release) -> bytes:
     """The release's fingerprint key (server-side only)."""
     return secrets.derive(f"fingerprint:release:{release.id}")
@@ -298,7 +310,7 @@ def make_copy(
 
 def _account_of(session: Session, email: str) -> int | None:
     """The id of the account whose address is exactly `email`, if there is one."""
-    from ringfence.access.models import User  # accounts sit above fingerprints: import late
+    from ringfence.accounts.models import User  # accounts sit above fingerprints: import late
 
     found: int | None = session.scalar(select(User.id).where(User.email == email))
     return found

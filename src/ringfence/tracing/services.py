@@ -142,7 +142,7 @@ def exact_copies(session: Session, files: Sequence[SuspectFile]) -> list[tuple[i
     keeps equal to the files of every ready signed per-recipient manifest.
     """
     try:
-        from ringfence.access.models import User
+        from ringfence.accounts.models import User
         from ringfence.distribution.models import RecipientFileHash
     except ImportError:  # pragma: no cover - the distribution area is not installed
         return []
@@ -440,7 +440,8 @@ def _statistical_path(
 
 def _attach_records(session: Session, result: TraceResult) -> None:
     """Each accused recipient's grants, licence acceptances and audit events (downloads)."""
-    from ringfence.access.models import Grant, LicenceAcceptance, User
+    from ringfence.access.models import Grant, LicenceAcceptance
+    from ringfence.accounts.models import User
 
     for accused in result.accused:
         email = accused.recipient

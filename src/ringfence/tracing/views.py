@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from ringfence.access.models import User
+from ringfence.accounts.models import User
 from ringfence.errors import InvalidInput
 from ringfence.tracing import services as tracing
 from ringfence.tracing.report import content_security_policy, render_report

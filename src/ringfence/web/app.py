@@ -28,7 +28,17 @@ from ringfence.wiring import Services, build
 log = logging.getLogger("ringfence.web")
 
 #: areas whose `views.router` is mounted when the module exists
-AREAS = ("catalogue", "access", "audit", "fingerprint", "distribution", "tracing")
+AREAS = (
+    "catalogue",
+    "accounts",
+    "organisations",
+    "mail",
+    "access",
+    "audit",
+    "fingerprint",
+    "distribution",
+    "tracing",
+)
 
 
 def _wants_json(request: Request) -> bool:

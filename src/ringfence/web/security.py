@@ -36,9 +36,11 @@ from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, two_factor
-from ringfence.access.models import User
-from ringfence.access.tokens import scope_allows, user_from_token
+from ringfence.accounts import services as accounts
+from ringfence.accounts import two_factor
+from ringfence.accounts.models import User
+from ringfence.accounts.sessions import SESSION_LIFETIME
+from ringfence.accounts.tokens import scope_allows, user_from_token
 from ringfence.errors import AuthenticationRequired, PermissionDenied, TwoFactorRequired
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.templating import templates
@@ -306,7 +308,7 @@ def set_session_cookie(request: Request, response: Response, raw: str) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         raw,
-        max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
+        max_age=int(SESSION_LIFETIME.total_seconds()),
         httponly=True,
         samesite="lax",
         secure=_secure(request),

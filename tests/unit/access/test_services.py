@@ -1,4 +1,4 @@
-"""Access services: accounts, tokens, requests, review, licences, grants and narrowing."""
+"""Access services: requests, review, policies, licences, grants and narrowing."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ringfence.access import accounts, circles, grants, licences, requests, tokens
-from ringfence.access.models import AccessRequest, Grant, Mail, User
-from ringfence.access.ratelimit import LoginLimiter
+from ringfence.access import circles, expiry, grants, licences, policy, requests
+from ringfence.access.models import AccessRequest, Grant
+from ringfence.accounts.models import User
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.services import verify
 from ringfence.catalogue import services as catalogue
@@ -21,12 +21,10 @@ from ringfence.errors import (
     Conflict,
     InvalidInput,
     PermissionDenied,
-    RateLimited,
-    TokenExpired,
-    TokenInvalid,
 )
+from ringfence.mail.models import Mail
 from ringfence.wiring import Services
-from tests.fixtures_access import PASSWORD, make_partner, make_release, make_user
+from tests.fixtures_access import make_partner, make_release, make_user
 
 ANSWERS = {
     "affiliation": "Uni",
@@ -45,90 +43,6 @@ def session(services: Services) -> Iterator[Session]:
 
 def _mails(session: Session, to: str) -> list[Mail]:
     return list(session.scalars(select(Mail).where(Mail.to == to).order_by(Mail.id)))
-
-
-def test_sign_up_verify_and_no_enumeration(session: Session, services: Services) -> None:
-    accounts.sign_up(
-        session, services.secrets, "Ada@Uni.example", PASSWORD, ip="1.2.3.4", base_url="http://x"
-    )
-    user = accounts.get_user(session, "ada@uni.example")
-    assert not user.email_verified
-    body = _mails(session, "ada@uni.example")[0].body
-    token = body.split("token=")[1].split()[0]
-    # Signing up again answers the same and mails the owner instead of failing.
-    accounts.sign_up(
-        session,
-        services.secrets,
-        "ada@uni.example",
-        "another password!",
-        ip=None,
-        base_url="http://x",
-    )
-    assert "already has one" in _mails(session, "ada@uni.example")[1].body
-    with pytest.raises(TokenInvalid):
-        accounts.verify_email(session, services.secrets, token[:-2] + "xx", ip=None)
-    assert accounts.verify_email(session, services.secrets, token, ip=None).email_verified
-
-
-@pytest.mark.parametrize(
-    ("email", "password", "message"),
-    [("not-an-email", PASSWORD, "not an email"), ("a@b.example", "short", "at least 10")],
-)
-def test_sign_up_validates(
-    session: Session, services: Services, email: str, password: str, message: str
-) -> None:
-    with pytest.raises(InvalidInput, match=message):
-        accounts.sign_up(session, services.secrets, email, password, ip=None, base_url="")
-
-
-def test_login_failures_read_the_same_and_are_rate_limited(session: Session) -> None:
-    make_user(session, "bob@lab.example")
-    limiter = LoginLimiter(per_account=3)
-    messages = set()
-    for email, password in (("bob@lab.example", "wrong password"), ("nobody@x.example", PASSWORD)):
-        with pytest.raises(AuthenticationRequired) as err:
-            accounts.authenticate(session, limiter, email, password, ip="9.9.9.9")
-        messages.add(err.value.diagnostics())
-    assert len(messages) == 1
-    assert accounts.authenticate(session, limiter, "bob@lab.example", PASSWORD, ip="9.9.9.9")
-    for _ in range(3):
-        with pytest.raises(AuthenticationRequired):
-            accounts.authenticate(session, limiter, "bob@lab.example", "nope nope", ip="9.9.9.9")
-    with pytest.raises(RateLimited):
-        accounts.authenticate(session, limiter, "bob@lab.example", PASSWORD, ip="9.9.9.9")
-    # Another client is not locked out by someone else's guessing.
-    assert accounts.authenticate(session, limiter, "bob@lab.example", PASSWORD, ip="8.8.8.8")
-
-
-def test_password_link_works_once(session: Session, services: Services) -> None:
-    user = make_user(session, "carol@lab.example")
-    token = accounts.mail_link_token(services.secrets, "set-password", user)
-    accounts.set_password(session, services.secrets, token, "a brand new password", ip=None)
-    with pytest.raises(TokenExpired):
-        accounts.set_password(session, services.secrets, token, "yet another password", ip=None)
-
-
-def test_sessions_and_tokens(session: Session, services: Services) -> None:
-    admin = make_user(session, "root@lab.example", role="admin", secrets=services.secrets)
-    member = make_user(session, "m@uni.example")
-    raw = accounts.start_session(session, member, ip=None, user_agent="ua")
-    assert accounts.user_from_session(session, raw) is member
-    assert accounts.user_from_session(session, raw + "x") is None
-    with pytest.raises(PermissionDenied):
-        tokens.create_token(session, member, "admin", actor="test")
-    new = tokens.create_token(session, admin, "download", actor="test")
-    assert new.raw.startswith("rf_") and new.token.token_hash != new.raw
-    found = tokens.user_from_token(session, new.raw)
-    assert found.user is admin and found.scope == "download"
-    tokens.revoke_token(session, admin, new.token.id, actor="test")
-    with pytest.raises(AuthenticationRequired):
-        tokens.user_from_token(session, new.raw)
-
-
-def test_unverified_account_cannot_create_tokens(session: Session) -> None:
-    squatter = make_user(session, "victim@uni.example", verified=False)
-    with pytest.raises(PermissionDenied, match="verify"):
-        tokens.create_token(session, squatter, "download", actor="test")
 
 
 def test_request_review_appeal_and_download(session: Session, services: Services) -> None:
@@ -200,14 +114,14 @@ def test_form_fields_validate(session: Session) -> None:
     ):
         with pytest.raises(InvalidInput, match=message):
             requests.submit_request(session, user, release, bad)
-    requests.set_policy(session, release, fields=[{"name": "start", "type": "date"}], actor="t")
+    policy.set_policy(session, release, fields=[{"name": "start", "type": "date"}], actor="t")
     with pytest.raises(InvalidInput, match="YYYY-MM-DD"):
         requests.submit_request(session, user, release, {"start": "tomorrow"})
 
 
 def test_auto_approval_rules(session: Session) -> None:
     release = make_release(session)
-    requests.set_policy(
+    policy.set_policy(
         session,
         release,
         rules=[{"kind": "email_domain", "domains": ["trusted.example"]}, {"kind": "partner_nda"}],
@@ -269,7 +183,7 @@ def test_authorise_download_reasons(session: Session) -> None:
     grant.expires_at = utcnow() - timedelta(seconds=1)
     with pytest.raises(PermissionDenied, match="expired"):
         grants.authorise_download(session, user, release)
-    assert grants.expire_due(session) == 1
+    assert len(expiry.expire_grants(session)) == 1
     grants.issue_grant(session, user, release, via="direct", granted_by="t")
     release.circle = "partners"
     with pytest.raises(PermissionDenied, match="partners circle"):

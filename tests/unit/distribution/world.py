@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ringfence.access import accounts, grants, tokens
-from ringfence.access.models import User
+from ringfence.access import grants
+from ringfence.accounts import services as accounts
+from ringfence.accounts import tokens
+from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
