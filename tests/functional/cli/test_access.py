@@ -224,7 +224,7 @@ def test_licence_add_and_set(cli: CliRunner, lab: Lab, tmp_path: Path, inbox: In
 def test_licence_refused(cli: CliRunner, lab: Lab, tmp_path: Path) -> None:
     with transaction(lab.services.sessions) as session:
         make_release(session, "unlicensed", "1.0", licensed=False)
-    refused(cli, "licence", "add", "custom-terms", says="--file")
+    refused(cli, "licence", "add", "custom-terms", says="licence text")
     refused(cli, "licence", "add", "custom-terms", "--file", str(tmp_path / "none.md"), usage=True)
     refused(cli, "licence", "set", "unlicensed@1.0", "custom-terms", says="no licence")
     refused(cli, "licence", "set", "nope@1.0", "research-only", says="no release")
