@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("catalogue",),
     ),
     "request": ("Ask for access to a release (client command; uses RINGFENCE_TOKEN).", ("access",)),
+    "expire": (
+        "Expire grants past their end and pending requests past their lifetime (for cron).",
+        ("access",),
+    ),
     "download": (
         "Download your fingerprinted copy (parallel, resumable) and verify its signed manifest.",
         ("distribution",),
@@ -53,6 +57,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "licence": ("Licences and click-through acceptance.", ("access",)),
     "grants": ("Access requests and grants.", ("access",)),
     "circle": ("Who may receive a release.", ("access",)),
+    "policy": ("How a release is asked for: form, rules, grant lifetime.", ("access",)),
     "audit": ("The hash-chained audit log.", ("audit",)),
     "fingerprint": (
         "Per-recipient fingerprints: issue copies, detect, measure quality.",

@@ -297,10 +297,10 @@ def test_grants_expire(cli: CliRunner, lab: Lab) -> None:
             .where(Grant.id == lapsed["id"])
             .values(expires_at=utcnow() - timedelta(days=1))
         )
-    assert record(cli, "grants", "expire")["expired"] == 1
+    assert record(cli, "grants", "expire")["grants_expired"] == 1
     assert grants_of(cli, "lapsed@uni.example")[0]["state"] == "expired"
     assert grants_of(cli, "current@uni.example") == [current]
-    assert record(cli, "grants", "expire") == {"expired": 0}
+    assert record(cli, "grants", "expire") == {"grants_expired": 0, "requests_expired": 0}
     refused(cli, "grants", "expire", "--bogus", usage=True)
 
 
