@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ringfence.audit import services as audit
 from ringfence.audit.models import AuditEvent
+from ringfence.audit.tags import EventTag
 from ringfence.db import transaction
 from ringfence.settings import Settings
 from ringfence.wiring import Services, build
@@ -25,7 +26,7 @@ def _hammer(services: Services, writers: int = 8, each: int = 15) -> None:
                 with transaction(services.sessions) as session:
                     # A read before the event, as real decisions do, then the event.
                     session.scalars(select(AuditEvent).limit(1)).first()
-                    audit.record(session, "test:event:written", actor=f"w{n}", subject=str(i))
+                    audit.record(session, EventTag.Tracing.TraceRun, actor=f"w{n}", subject=str(i))
         except BaseException as exc:
             errors.append(exc)
 
