@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
 
 from ringfence.errors import MalformedFile, UnsupportedFormat
-from ringfence.formats.index import TensorInfo, WeightsIndex
+from ringfence.formats.index import TensorInfo, WeightsIndex, quoted
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -96,23 +96,25 @@ class _Walker:
 def _walk_value(walker: _Walker, key: str, vtype: GGUFValueType) -> Any:
     """Skip one metadata value; return it when it is a scalar that matters to the layout."""
     if vtype == GGUFValueType.STRING:
-        walker.string(f"the value of {key!r}")
+        walker.string(f"the value of {quoted(key)}")
         return None
     if vtype == GGUFValueType.ARRAY:
-        itype = walker.value_type(f"the items of {key!r}")
-        count = walker.take("<Q", f"the length of {key!r}")
+        itype = walker.value_type(f"the items of {quoted(key)}")
+        count = walker.take("<Q", f"the length of {quoted(key)}")
         if itype == GGUFValueType.ARRAY:
-            _fail(walker.path, f"{key!r} is an array of arrays, which GGUF does not allow")
+            _fail(walker.path, f"{quoted(key)} is an array of arrays, which GGUF does not allow")
         if itype == GGUFValueType.STRING:
             if count > walker.remaining() // 8:
-                _fail(walker.path, f"{key!r} claims {count} strings, more than the file holds")
+                _fail(
+                    walker.path, f"{quoted(key)} claims {count} strings, more than the file holds"
+                )
             for _ in range(count):
-                walker.string(f"an item of {key!r}")
+                walker.string(f"an item of {quoted(key)}")
         else:
-            walker.skip(count * _SCALAR_SIZES[itype], f"the array {key!r}")
+            walker.skip(count * _SCALAR_SIZES[itype], f"the array {quoted(key)}")
         return None
     fmt = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[_SCALAR_SIZES[vtype]]
-    return walker.take(fmt, f"the value of {key!r}")
+    return walker.take(fmt, f"the value of {quoted(key)}")
 
 
 def _walk_header(path: Path, buf: mmap.mmap, size: int) -> None:
@@ -140,9 +142,9 @@ def _walk_header(path: Path, buf: mmap.mmap, size: int) -> None:
     for _ in range(kv_count):
         key = walker.string("a metadata key")
         if key in keys:
-            _fail(path, f"metadata key {key!r} appears twice")
+            _fail(path, f"metadata key {quoted(key)} appears twice")
         keys.add(key)
-        vtype = walker.value_type(f"metadata {key!r}")
+        vtype = walker.value_type(f"metadata {quoted(key)}")
         value = _walk_value(walker, key, vtype)
         if key == "general.alignment":
             if vtype != GGUFValueType.UINT32 or not value or value & (value - 1):
@@ -156,26 +158,26 @@ def _walk_header(path: Path, buf: mmap.mmap, size: int) -> None:
     for _ in range(tensor_count):
         name = walker.string("a tensor name")
         if name in names:
-            _fail(path, f"tensor {name!r} appears twice")
+            _fail(path, f"tensor {quoted(name)} appears twice")
         names.add(name)
-        n_dims = walker.take("<I", f"the rank of {name!r}")
+        n_dims = walker.take("<I", f"the rank of {quoted(name)}")
         if n_dims > MAX_DIMS:
-            _fail(path, f"tensor {name!r} has {n_dims} dimensions; GGUF allows {MAX_DIMS}")
-        dims = [walker.take("<Q", f"the shape of {name!r}") for _ in range(n_dims)]
-        raw_type = walker.take("<I", f"the type of {name!r}")
-        offset = walker.take("<Q", f"the offset of {name!r}")
+            _fail(path, f"tensor {quoted(name)} has {n_dims} dimensions; GGUF allows {MAX_DIMS}")
+        dims = [walker.take("<Q", f"the shape of {quoted(name)}") for _ in range(n_dims)]
+        raw_type = walker.take("<I", f"the type of {quoted(name)}")
+        offset = walker.take("<Q", f"the offset of {quoted(name)}")
         try:
             ggml_type = GGMLQuantizationType(raw_type)
             block, type_size = GGML_QUANT_SIZES[ggml_type]
         except (ValueError, KeyError):
-            _fail(path, f"tensor {name!r} has unknown type {raw_type}")
+            _fail(path, f"tensor {quoted(name)} has unknown type {raw_type}")
         numel = math.prod(dims)
         if numel > MAX_ELEMENTS:
-            _fail(path, f"tensor {name!r} claims {numel} elements")
+            _fail(path, f"tensor {quoted(name)} claims {numel} elements")
         if dims and dims[0] % block:
-            _fail(path, f"tensor {name!r} has a row of {dims[0]}, not a multiple of {block}")
+            _fail(path, f"tensor {quoted(name)} has a row of {dims[0]}, not a multiple of {block}")
         if offset % alignment:
-            _fail(path, f"tensor {name!r} starts at {offset}, not a multiple of {alignment}")
+            _fail(path, f"tensor {quoted(name)} starts at {offset}, not a multiple of {alignment}")
         layout.append((offset, numel // block * type_size, name))
 
     data_offset = walker.pos + (-walker.pos % alignment)
@@ -184,9 +186,11 @@ def _walk_header(path: Path, buf: mmap.mmap, size: int) -> None:
     expected = 0
     for offset, nbytes, name in layout:
         if offset != expected:
-            _fail(path, f"tensor {name!r} starts at data offset {offset}, expected {expected}")
+            _fail(
+                path, f"tensor {quoted(name)} starts at data offset {offset}, expected {expected}"
+            )
         if data_offset + offset + nbytes > size:
-            _fail(path, f"tensor {name!r} runs past the end of the {size}-byte file")
+            _fail(path, f"tensor {quoted(name)} runs past the end of the {size}-byte file")
         expected = offset + nbytes + (-nbytes % alignment)
     trailing = size - data_offset - expected
     if layout and trailing > 0:

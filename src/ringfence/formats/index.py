@@ -54,6 +54,18 @@ class WeightsIndex:
         return {t.name: t for t in self.tensors}
 
 
+#: how much of a name from the file an error message shows (a hostile name may be megabytes)
+QUOTED_CHARS = 60
+
+
+def quoted(name: object) -> str:
+    """A name from an untrusted file as an error message shows it: quoted, cut short."""
+    text = str(name)
+    if len(text) <= QUOTED_CHARS:
+        return repr(text)
+    return f"{text[:QUOTED_CHARS]!r}... ({len(text)} characters)"
+
+
 WEIGHT_SUFFIXES = (".safetensors", ".gguf")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 

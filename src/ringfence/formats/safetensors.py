@@ -15,7 +15,6 @@ numpy has no bfloat16, so bf16 tensors are handled as their raw 16-bit words: th
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from ringfence.errors import MalformedFile
-from ringfence.formats.index import TensorInfo, WeightsIndex
+from ringfence.formats.index import TensorInfo, WeightsIndex, quoted
 
 #: the largest header we read; the reference implementation refuses more than 100 MB too
 MAX_HEADER_BYTES = 100_000_000
@@ -82,12 +81,26 @@ def _fail(path: Path, problem: str) -> NoReturn:
     raise MalformedFile(f"{path.name} is not valid safetensors: {problem}", hint=_HINT)
 
 
+class _NotUnicode(ValueError):
+    """A JSON string whose escapes decode to an unpaired surrogate."""
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """JSON object hook: a repeated key would let two readers see two different files."""
+    """JSON object hook: a repeated key would let two readers see two different files.
+
+    It also refuses unpaired surrogates (`"\\ud800"`): Python's json accepts them, the
+    reference (Rust) reader does not, and a name that cannot be encoded as UTF-8 breaks every
+    database, page and log it reaches later.
+    """
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {quoted(key)}")
+        for text in (key, value) if isinstance(value, str) else (key,):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _NotUnicode(f"{quoted(text)} is not valid Unicode") from None
         result[key] = value
     return result
 
@@ -113,6 +126,8 @@ def _read_header(path: Path, fh: Any, file_size: int) -> tuple[int, dict[str, An
         _fail(path, f"header is not UTF-8 (byte {exc.start})")
     try:
         header = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _NotUnicode as exc:
+        _fail(path, f"header string {exc} (an unpaired surrogate escape)")
     except (ValueError, RecursionError) as exc:
         _fail(path, f"header is not JSON ({str(exc).splitlines()[0]})")
     if not isinstance(header, dict):
@@ -126,32 +141,65 @@ def _check_metadata(path: Path, metadata: object) -> dict[str, str]:
         _fail(path, "__metadata__ is not an object")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            _fail(path, f"__metadata__ value for {key!r} is not a string")
+            _fail(path, f"__metadata__ value for {quoted(key)} is not a string")
     return dict(metadata)
 
 
 def _check_entry(path: Path, name: str, entry: object, data_len: int) -> tuple[str, Any, int, int]:
     """One tensor entry: exact keys, known dtype, valid shape and offsets, consistent size."""
     if not isinstance(entry, dict):
-        _fail(path, f"entry for tensor {name!r} is not an object")
+        _fail(path, f"entry for tensor {quoted(name)} is not an object")
     if set(entry) != _ENTRY_KEYS:
         wrong = [f"missing {k!r}" for k in sorted(_ENTRY_KEYS - set(entry))]
-        wrong += [f"unexpected {str(k)[:40]!r}" for k in sorted(set(entry) - _ENTRY_KEYS)]
-        _fail(path, f"tensor {name!r} has {', '.join(wrong)}")
+        wrong += [f"unexpected {quoted(k)}" for k in sorted(set(entry) - _ENTRY_KEYS)]
+        _fail(path, f"tensor {quoted(name)} has {', '.join(wrong)}")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
-        _fail(path, f"tensor {name!r} has unknown dtype {str(dtype)[:40]!r}")
+        _fail(path, f"tensor {quoted(name)} has unknown dtype {quoted(dtype)}")
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-        _fail(path, f"tensor {name!r} has a shape that is not a list of non-negative integers")
+        _fail(
+            path, f"tensor {quoted(name)} has a shape that is not a list of non-negative integers"
+        )
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
-        _fail(path, f"tensor {name!r} has data_offsets that are not two non-negative integers")
+        _fail(
+            path, f"tensor {quoted(name)} has data_offsets that are not two non-negative integers"
+        )
     begin, end = offsets
     if begin > end or end > data_len:
-        _fail(path, f"tensor {name!r} has offsets [{begin}, {end}] outside the data section")
-    bits = math.prod(shape) * DTYPE_BITS[dtype]
-    if bits % 8 or bits // 8 != end - begin:
-        _fail(path, f"tensor {name!r} is {end - begin} bytes but {dtype}{shape} needs {bits / 8:g}")
+        _fail(path, f"tensor {quoted(name)} has offsets [{begin}, {end}] outside the data section")
+    numel = _element_count(shape, limit=8 * data_len)
+    bits = numel * DTYPE_BITS[dtype] if numel is not None else None
+    if bits is None or bits % 8 or bits // 8 != end - begin:
+        needs = f"{bits / 8:g} bytes" if bits is not None else "more than the data section holds"
+        _fail(
+            path,
+            f"tensor {quoted(name)} is {end - begin} bytes but {dtype} of shape "
+            f"{_shape_text(shape)} needs {needs}",
+        )
     return dtype, shape, begin, end
+
+
+def _element_count(shape: list[int], limit: int) -> int | None:
+    """The product of `shape`, or None as soon as it passes `limit`.
+
+    Multiplying out a hostile shape (a million dimensions of 2**64) would take minutes and
+    build an integer no float can hold; no tensor has more elements than its bytes have bits.
+    """
+    if 0 in shape:
+        return 0
+    count = 1
+    for dim in shape:
+        count *= dim
+        if count > limit:
+            return None
+    return count
+
+
+def _shape_text(shape: list[int]) -> str:
+    """A shape as an error message shows it: the first dimensions and the rank."""
+    if len(shape) <= 4:
+        return str(shape)
+    return f"[{', '.join(str(d)[:20] for d in shape[:4])}, ...] (rank {len(shape)})"
 
 
 def read_index(path: Path) -> WeightsIndex:
@@ -177,9 +225,9 @@ def read_index(path: Path) -> WeightsIndex:
     cursor = 0
     for begin, end, name, _dtype, _shape in entries:
         if begin > cursor:
-            _fail(path, f"{begin - cursor} unused bytes before tensor {name!r}")
+            _fail(path, f"{begin - cursor} unused bytes before tensor {quoted(name)}")
         if begin < cursor:
-            _fail(path, f"tensor {name!r} overlaps the tensor before it")
+            _fail(path, f"tensor {quoted(name)} overlaps the tensor before it")
         cursor = end
     if cursor != data_len:
         _fail(path, f"{data_len - cursor} bytes after the last tensor (trailing data)")
@@ -237,7 +285,7 @@ def write_safetensors(
         stored = _NUMPY_DTYPES.get(array.dtype.name)
         dtype = dtypes.get(name, stored)
         if dtype is None or stored is None or DTYPE_BITS[dtype] != 8 * array.dtype.itemsize:
-            raise ValueError(f"cannot store {name!r} ({array.dtype}) as {dtype}")
+            raise ValueError(f"cannot store {quoted(name)} ({array.dtype}) as {dtype}")
         header[name] = {
             "dtype": dtype,
             "shape": list(array.shape),

@@ -102,6 +102,17 @@ SAFETENSORS: dict[str, Callable[[], bytes]] = {
         bytes(20),
     ),
     "trailing_garbage.safetensors": lambda: _two_tensors() + b"hidden payload",
+    # Found by fuzzing (tests/unit/formats/test_fuzz.py):
+    "unpaired_surrogate_name.safetensors": lambda: st_bytes(
+        None, bytes(8), raw_header=b'{"\\ud800":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+    ),
+    "unpaired_surrogate_metadata.safetensors": lambda: _two_tensors(__metadata__={"x": "\udc00"}),
+    "long_shape_of_huge_dims.safetensors": lambda: _two_tensors(
+        b={"dtype": "F32", "shape": [2**64 - 1] * 1_000, "data_offsets": [8, 20]}
+    ),
+    "huge_tensor_name.safetensors": lambda: _two_tensors(
+        **{"b" * 10_000: {"dtype": "F32", "shape": [4], "data_offsets": [8, 20]}}
+    ),
     "data_without_tensors.safetensors": lambda: st_bytes({}, b"hidden payload"),
 }
 
@@ -248,6 +259,13 @@ GGUF: dict[str, Callable[[], bytes]] = {
         infos=[_NORM_INFO, gguf_tensor_info("embd.weight", [32, 2], Q8_0, 2**40)]
     ),
     "trailing_garbage.gguf": lambda: valid_gguf() + bytes(64),
+    # Found by fuzzing (tests/unit/formats/test_fuzz.py):
+    "huge_tensor_name.gguf": lambda: valid_gguf(
+        infos=[_NORM_INFO, gguf_tensor_info("n" * 5_000, [32, 2], Q8_0, 40)]
+    ),
+    "huge_metadata_key.gguf": lambda: gguf_bytes(
+        [gguf_str("k" * 5_000) + struct.pack("<I", 99) + bytes(8)], [], b""
+    ),
 }
 
 # ---------------------------------------------------------------- pickles

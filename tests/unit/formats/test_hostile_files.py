@@ -38,6 +38,8 @@ def test_format_reader_refuses_with_the_expected_error(name: str) -> None:
     assert type(caught.value) is expected, caught.value.diagnostics()
     line = caught.value.diagnostics()
     assert "\n" not in line and name in line
+    # A hostile name or shape is quoted cut short: the person reads a line, not megabytes.
+    assert len(line) < 400, line
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,3 +65,21 @@ def test_the_valid_base_gguf_reads(tmp_path: Path) -> None:
     assert found.tensors[1].begin == found.tensors[0].begin + 32
     assert found.tensors[1].nbytes == 2 * 34
     assert found.metadata == {"general.architecture": "llama", "general.alignment": 32}
+
+
+#: what the files fuzzing found must be refused for (before, each read or crashed)
+FOUND_BY_FUZZING = {
+    "unpaired_surrogate_name.safetensors": "'\\ud800' is not valid Unicode",
+    "unpaired_surrogate_metadata.safetensors": "'\\udc00' is not valid Unicode",
+    "long_shape_of_huge_dims.safetensors": "needs more than the data section holds",
+    "huge_tensor_name.safetensors": "(10000 characters)",
+    "huge_tensor_name.gguf": "(5000 characters) starts at 40",
+    "huge_metadata_key.gguf": "(5000 characters) has unknown value type 99",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOUND_BY_FUZZING))
+def test_inputs_found_by_fuzzing_are_refused_saying_why(name: str) -> None:
+    with pytest.raises(errors.MalformedFile) as caught:
+        _own_reader(name)(HOSTILE_DIR / name)
+    assert FOUND_BY_FUZZING[name] in caught.value.diagnostics()
