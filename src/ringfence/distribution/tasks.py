@@ -30,8 +30,8 @@ def compute_pending(services: Services, limit: int | None = None) -> int:
         pending = dist.pending_manifests(session)
     depth = metrics.JOB_QUEUE_DEPTH.labels("manifests")
     depth.set(len(pending))
-    done = attempted = 0
-    for release_id, user_id in pending[:limit]:
+    done = 0
+    for attempted, (release_id, user_id) in enumerate(pending[:limit], start=1):
         try:
             dist.compute_manifest(services, release_id, user_id)
             done += 1
@@ -39,7 +39,6 @@ def compute_pending(services: Services, limit: int | None = None) -> int:
             log.exception("manifest of release %s for user %s failed", release_id, user_id)
             metrics.JOB_FAILURES.labels("manifest").inc()
             dist.mark_failed(services, release_id, user_id, f"{type(exc).__name__}: {exc}")
-        attempted += 1
         depth.set(len(pending) - attempted)  # computed or failed, it no longer waits
     return done
 

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from sqlalchemy import event, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from ringfence.db import transaction, utcnow
 from ringfence.mail.messages import Message
@@ -43,8 +43,8 @@ def _queued_committed(session: Session) -> None:
         metrics.MAILS_QUEUED.inc(count)
 
 
-@event.listens_for(Session, "after_rollback")
-def _queued_rolled_back(session: Session) -> None:
+@event.listens_for(Session, "after_soft_rollback")
+def _queued_rolled_back(session: Session, previous: SessionTransaction) -> None:
     session.info.pop(_QUEUED, None)
 
 
