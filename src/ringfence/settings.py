@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +37,12 @@ class Settings(BaseSettings):
     request_lifetime_days: int = 30
     #: how often each server process expires grants and requests that are due (seconds)
     expiry_interval_s: float = 3600.0
+    #: server logs: "text" for a person at a terminal, "json" (one object per line, with the
+    #: request id) for a log collector
+    log_format: Literal["text", "json"] = "text"
+    #: the bearer token a Prometheus scraper sends to GET /metrics; unset, only a scraper on
+    #: this machine (a loopback peer, not through a proxy) reads the metrics
+    metrics_token: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -179,6 +179,15 @@ def nobody(p: Principal, circle: str) -> str:
     return HIDDEN
 
 
+def scraper(p: Principal, circle: str) -> str:
+    """The metrics: the metrics token, or a loopback peer when none is set; no account opens it.
+
+    This world sets no metrics token and its client is no loopback peer ("testclient"), so
+    the endpoint does not exist for anyone, admins included (test_operations checks the rest).
+    """
+    return HIDDEN
+
+
 def signed_in(p: Principal, circle: str) -> str:
     """A page for any signed-in browser, verified or not (the account page)."""
     return OK if p.browser else LOGIN
@@ -542,6 +551,8 @@ TABLE: dict[tuple[str, str], Entry] = {
         token("download", release=True, download=True), per_circle=True
     ),
     ("GET", "/api/v1/distribution/signing-key.pem"): Entry(anyone),
+    # operations: the Prometheus scrape endpoint
+    ("GET", "/metrics"): Entry(scraper),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ringfence.access import expiry
 from ringfence.db import transaction
+from ringfence.operations import metrics
 from ringfence.wiring import Services
 
 log = logging.getLogger("ringfence.access")
@@ -62,6 +63,7 @@ class ExpiryWorker:
                 run_expiry(self.services)
             except Exception:  # the next pass tries again; the server keeps serving
                 log.exception("expiry pass failed")
+                metrics.JOB_FAILURES.labels("expiry").inc()
 
 
 @asynccontextmanager

@@ -72,9 +72,12 @@ def serve(
     """Serve the web app and the API."""
     import uvicorn
 
+    from ringfence.operations.logs import uvicorn_log_config
     from ringfence.web.app import create_app
 
-    uvicorn.run(create_app(services()), host=host, port=port, log_level="info")
+    svc = services()
+    log_config = uvicorn_log_config(svc.settings.log_format)  # RINGFENCE_LOG_FORMAT
+    uvicorn.run(create_app(svc), host=host, port=port, log_level="info", log_config=log_config)
 
 
 def publish(

@@ -256,7 +256,7 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
 def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
     # A sync generator: Starlette iterates it in its thread pool, off the event loop.
     r = delivery.byte_range
-    yield from sources.copy_bytes(
+    yield from sources.sent_bytes(
         services, delivery.release, delivery.artifact, delivery.recipient, r.start, r.end
     )
 

@@ -27,6 +27,7 @@ from ringfence.distribution import links, manifests, sources
 from ringfence.distribution.models import DownloadLink, RecipientFileHash, RecipientManifest
 from ringfence.distribution.ranges import ByteRange, if_range_holds, parse_range
 from ringfence.errors import NotFound, TokenInvalid
+from ringfence.operations import metrics
 from ringfence.secrets import SecretStore
 from ringfence.web.headers import content_disposition
 from ringfence.wiring import Services
@@ -179,6 +180,7 @@ def record_refusal(
             payload={"reason": reason, "user_agent": (user_agent or "")[:300], **(detail or {})},
         )
         session.commit()
+    metrics.DOWNLOADS_REFUSED.inc()
 
 
 # -- links ------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ from ringfence.fingerprint.services import (
     release_params,
 )
 from ringfence.fingerprint.stream import fingerprinted_bytes
+from ringfence.operations import metrics
 from ringfence.wiring import Services
 
-__all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for"]
+__all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for", "sent_bytes"]
 
 #: bytes per chunk of a fingerprinted stream
 STREAM_CHUNK = 2 * 1024 * 1024
@@ -71,14 +72,40 @@ def copy_bytes(
     Constant memory whatever the range; blocking (numeric work and file reads), so run it
     off the event loop. Needs no database session.
     """
+    return _copy(services, release, artifact, recipient, start, end)[1]
+
+
+def sent_bytes(
+    services: Services,
+    release: Release,
+    artifact: Artifact,
+    recipient: Recipient,
+    start: int,
+    end: int,
+) -> Iterator[bytes]:
+    """`copy_bytes` for a download: what reaches the recipient counts as bytes served."""
+    kind, chunks = _copy(services, release, artifact, recipient, start, end)
+    return metrics.counted_download(chunks, kind)
+
+
+def _copy(
+    services: Services,
+    release: Release,
+    artifact: Artifact,
+    recipient: Recipient,
+    start: int,
+    end: int,
+) -> tuple[str, Iterator[bytes]]:
+    # The kind of bytes ("fingerprinted" or "plain") and the bytes themselves.
     key = release_key(services.secrets, release)
     params = release_params(release)
     plan = artifact_plan(key, artifact, params)
     if plan is None or not plan.tensors:
-        return artifact_bytes(
+        return "plain", artifact_bytes(
             services.blobs, services.secrets, release, artifact, recipient.index, start, end
         )
-    return _marked(services, artifact, plan, codeword(key, recipient.index, params), start, end)
+    bits = codeword(key, recipient.index, params)
+    return "fingerprinted", _marked(services, artifact, plan, bits, start, end)
 
 
 def _marked(

@@ -4,6 +4,8 @@ A single worker thread per server process polls for active grants whose holder h
 manifest yet (a new grant is picked up within `POLL_SECONDS`) and computes them one at a time,
 so a burst of approvals never competes with downloads for more than one core. Several
 processes may run it: computing a manifest twice gives the same bytes and signature check.
+Each pass sets `ringfence_job_queue_depth{queue="manifests"}` and counts failures in
+`ringfence_job_failures_total{job="manifest"}` (the names a durable queue will report under).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ringfence.distribution import services as dist
+from ringfence.operations import metrics
 from ringfence.wiring import Services
 
 log = logging.getLogger("ringfence.distribution")
@@ -25,14 +28,18 @@ def compute_pending(services: Services, limit: int | None = None) -> int:
     """Compute every pending manifest now (the CLI and tests call this); returns how many."""
     with services.sessions() as session:
         pending = dist.pending_manifests(session)
+    depth = metrics.JOB_QUEUE_DEPTH.labels("manifests")
+    depth.set(len(pending))
     done = 0
-    for release_id, user_id in pending[:limit]:
+    for attempted, (release_id, user_id) in enumerate(pending[:limit], start=1):
         try:
             dist.compute_manifest(services, release_id, user_id)
             done += 1
         except Exception as exc:  # a broken blob must not stop the others
             log.exception("manifest of release %s for user %s failed", release_id, user_id)
+            metrics.JOB_FAILURES.labels("manifest").inc()
             dist.mark_failed(services, release_id, user_id, f"{type(exc).__name__}: {exc}")
+        depth.set(len(pending) - attempted)  # computed or failed, it no longer waits
     return done
 
 
@@ -67,6 +74,7 @@ class ManifestWorker:
                     continue  # more may be waiting
             except Exception:
                 log.exception("manifest worker pass failed")
+                metrics.JOB_FAILURES.labels("manifest").inc()
             self._wake.wait(self.poll)
             self._wake.clear()
 

@@ -14,23 +14,44 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from typing import Protocol
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from ringfence.db import transaction, utcnow
 from ringfence.mail.messages import Message
 from ringfence.mail.models import Mail
+from ringfence.operations import metrics
 from ringfence.settings import Settings
 
 log = logging.getLogger("ringfence.mail")
 
 #: deliveries tried per mail before it is left for a person to look at
 MAX_ATTEMPTS = 5
+#: where a session keeps the count of mails it queued until its transaction ends
+_QUEUED = "ringfence.mails_queued"
+
+
+def _count_queued(session: Session, count: int) -> None:
+    # Counted when the transaction commits: a rolled-back decision queued no mail.
+    session.info[_QUEUED] = session.info.get(_QUEUED, 0) + count
+
+
+@event.listens_for(Session, "after_commit")
+def _queued_committed(session: Session) -> None:
+    count = session.info.pop(_QUEUED, 0)
+    if count:
+        metrics.MAILS_QUEUED.inc(count)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _queued_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    session.info.pop(_QUEUED, None)
 
 
 def queue(session: Session, to: str, message: Message) -> None:
     """Queue one mail in the caller's transaction."""
     session.add(Mail(to=to, subject=message.subject[:200], body=message.body))
+    _count_queued(session, 1)
 
 
 def queue_many(session: Session, addresses: Iterable[str], message: Message) -> int:
@@ -48,6 +69,7 @@ def queue_many(session: Session, addresses: Iterable[str], message: Message) -> 
     ]
     if rows:
         session.execute(insert(Mail), rows)
+        _count_queued(session, len(rows))
     return len(rows)
 
 
@@ -114,13 +136,16 @@ class SMTPMailer:
                             smtp.send_message(message)
                         except smtplib.SMTPException as exc:
                             mail.error = str(exc)[:500]
+                            metrics.MAILS_FAILED.inc()
                             continue
                         mail.sent_at = utcnow()
                         mail.error = None
                         sent += 1
+                        metrics.MAILS_SENT.inc()
             except (OSError, smtplib.SMTPException) as exc:
                 # The server is down: keep the mails queued for the next delivery.
                 log.warning("SMTP delivery to %s:%s failed: %s", self.host, self.port, exc)
+                metrics.MAILS_FAILED.inc(len(pending) - sent)
                 session.execute(
                     update(Mail)
                     .where(Mail.id.in_([m.id for m in pending]), Mail.sent_at.is_(None))

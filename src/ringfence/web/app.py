@@ -19,9 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ringfence import __version__
 from ringfence.datadir import restrict_umask
 from ringfence.errors import AuthenticationRequired, RingfenceError, TwoFactorRequired
+from ringfence.operations.logs import current_request_id
 from ringfence.web.access_log import redact_access_log
 from ringfence.web.headers import SecurityHeaders, header_value
 from ringfence.web.security import login_redirect
+from ringfence.web.telemetry import RequestTelemetry
 from ringfence.web.templating import templates
 from ringfence.wiring import Services, build
 
@@ -38,6 +40,7 @@ AREAS = (
     "fingerprint",
     "distribution",
     "tracing",
+    "operations",
 )
 
 
@@ -80,7 +83,8 @@ class RequestIds:
 
     Pure ASGI like SecurityHeaders. An error before the response started is logged with the
     id and its traceback, and the caller reads one line carrying the id, never a traceback;
-    an error mid-stream can only be logged (the connection is then cut).
+    an error mid-stream can only be logged (the connection is then cut). While the request
+    runs, the id is also in `current_request_id`, where the JSON log formatter reads it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -93,6 +97,7 @@ class RequestIds:
         given = Request(scope).headers.get("x-request-id", "")
         rid = given if _CLIENT_REQUEST_ID.match(given) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = rid
+        reset = current_request_id.set(rid)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -117,6 +122,8 @@ class RequestIds:
             if started:
                 raise
             await _unexpected_response(request, rid)(scope, receive, send_with_id)
+        finally:
+            current_request_id.reset(reset)
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -174,7 +181,9 @@ def create_app(services: Services | None = None) -> FastAPI:
                 raise
             continue
         app.include_router(module.router)
-    # Outermost last: security headers land on everything, the error answers included.
+    # Outermost last: security headers land on everything, the error answers included;
+    # telemetry counts the 500 that RequestIds makes of an unexpected error.
     app.add_middleware(RequestIds)
+    app.add_middleware(RequestTelemetry)
     app.add_middleware(SecurityHeaders, https=services.settings.base_url.startswith("https://"))
     return app

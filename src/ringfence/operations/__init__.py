@@ -1,0 +1,1 @@
+"""Operations: what the people running ringfence watch (Prometheus metrics, JSON logs)."""
