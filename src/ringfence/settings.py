@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     request_lifetime_days: int = 30
     #: how often each server process expires grants and requests that are due (seconds)
     expiry_interval_s: float = 3600.0
+    #: the reverse proxies whose X-Forwarded-For names the client (comma-separated addresses
+    #: or CIDR networks, e.g. "127.0.0.1"); empty: none, the peer's address is the client's
+    trusted_proxies: str = ""
+    #: nginx's `internal` location over the blob directory (e.g. "/_blobs/"): plain files
+    #: (configs, tokenizers, cards) then leave through nginx's sendfile via X-Accel-Redirect;
+    #: empty: the server sends them itself (see deploy/nginx/ringfence.conf)
+    accel_redirect: str = ""
 
     @property
     def resolved_database_url(self) -> str:

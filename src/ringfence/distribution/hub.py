@@ -42,6 +42,7 @@ from ringfence.web.security import (
     TokenCaller,
     caller_name,
     check_permission,
+    client_ip,
     token_caller,
 )
 from ringfence.wiring import Services
@@ -283,7 +284,7 @@ def deliver(
 ) -> Response:
     """Run `build(session) -> Delivery` in one transaction, then stream outside it."""
     send_body = request.method == "GET"
-    ip = request.client.host if request.client else None
+    ip = client_ip(request)
     ua = request.headers.get("user-agent")
     try:
         delivery = _in_transaction(services, build, send_body, ip, ua)
