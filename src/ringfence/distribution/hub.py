@@ -27,7 +27,7 @@ from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
 from ringfence.distribution import services as dist
-from ringfence.distribution import sources
+from ringfence.distribution import sending, sources
 from ringfence.distribution.ranges import RangeNotSatisfiable
 from ringfence.errors import (
     AuthenticationRequired,
@@ -282,7 +282,10 @@ def deliver(
     subject: str,
     refuse: Callable[[RingfenceError], Response],
 ) -> Response:
-    """Run `build(session) -> Delivery` in one transaction, then stream outside it."""
+    """Run `build(session) -> Delivery` in one transaction, then send the bytes outside it.
+
+    Plain files go by the file-sending path (`sending`), fingerprinted ones stream.
+    """
     send_body = request.method == "GET"
     ip = client_ip(request)
     ua = request.headers.get("user-agent")
@@ -306,6 +309,15 @@ def deliver(
     status = 206 if delivery.byte_range.partial else 200
     if not send_body:
         return Response(status_code=status, headers=headers)
+    plain = sources.plain_file(services, delivery.release, delivery.artifact)
+    if plain is not None:
+        return sending.plain_file_response(
+            plain,
+            delivery.byte_range,
+            headers,
+            accel_prefix=services.settings.accel_redirect,
+            blob_dir=services.settings.blob_dir,
+        )
     return StreamingResponse(
         _stream(services, delivery),
         status_code=status,
