@@ -26,8 +26,8 @@ from ringfence.access.circles import visible
 from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
-from ringfence.distribution import services as dist
 from ringfence.distribution import sending, sources
+from ringfence.distribution import services as dist
 from ringfence.distribution.ranges import RangeNotSatisfiable
 from ringfence.errors import (
     AuthenticationRequired,
