@@ -3,7 +3,8 @@
 A single worker thread per server process polls for active grants whose holder has no
 manifest yet (a new grant is picked up within `POLL_SECONDS`) and computes them one at a time,
 so a burst of approvals never competes with downloads for more than one core. Several
-processes may run it: computing a manifest twice gives the same bytes and signature check.
+processes may run it (`ringfence serve --workers N`): each manifest is claimed by one of them
+first (`services.claim_manifest`), so none is computed twice.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ def compute_pending(services: Services, limit: int | None = None) -> int:
     with services.sessions() as session:
         pending = dist.pending_manifests(session)
     done = 0
-    for release_id, user_id in pending[:limit]:
+    for release_id, user_id in pending:
+        if limit is not None and done >= limit:
+            break
+        if not dist.claim_manifest(services, release_id, user_id):
+            continue  # computed meanwhile, or another server process is computing it
         try:
             dist.compute_manifest(services, release_id, user_id)
             done += 1
