@@ -108,8 +108,7 @@ def deployment(
         "RINGFENCE_ACCEL_REDIRECT": "/_blobs/",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "ringfence.cli.main", "serve", "--workers", "2"]
-        + ["--port", str(app_port)],
+        [sys.executable, "-m", "ringfence.cli.main", "serve", "--workers=2", f"--port={app_port}"],
         env=env,
         cwd=tmp_path,
         start_new_session=True,
