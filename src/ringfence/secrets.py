@@ -7,6 +7,7 @@ release, sessions) has its own key and the master key is never used directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -52,10 +53,8 @@ class LocalSecretStore:
                 fh.write(pysecrets.token_hex(32))
                 fh.flush()
                 os.fsync(fh.fileno())
-            try:
+            with contextlib.suppress(FileExistsError):  # another process won: use its key
                 os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process created it first: use that one
         finally:
             os.unlink(tmp)
 
