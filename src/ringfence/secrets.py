@@ -7,10 +7,12 @@ release, sessions) has its own key and the master key is never used directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets as pysecrets
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -36,12 +38,25 @@ class LocalSecretStore:
         if self._master is None:
             path = self.directory / "master.key"
             if not path.exists():
-                private_dir(self.directory)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(pysecrets.token_hex(32))
+                self._create(path)
             self._master = bytes.fromhex(path.read_text().strip())
         return self._master
+
+    def _create(self, path: Path) -> None:
+        # Several server processes may start at once: the key is written whole to a private
+        # temporary file and linked into place, which fails if another process won; nobody
+        # ever reads a half-written key or overwrites the one already in use.
+        private_dir(self.directory)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".master.key.")  # 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(pysecrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won: use its key
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
 
     def derive(self, purpose: str) -> bytes:
         return hmac.new(self._load(), purpose.encode(), hashlib.sha256).digest()

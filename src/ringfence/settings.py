@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     #: the bearer token a Prometheus scraper sends to GET /metrics; unset, only a scraper on
     #: this machine (a loopback peer, not through a proxy) reads the metrics
     metrics_token: SecretStr | None = None
+    #: the reverse proxies whose X-Forwarded-For names the client (comma-separated addresses
+    #: or CIDR networks, e.g. "127.0.0.1"); empty: none, the peer's address is the client's
+    trusted_proxies: str = ""
+    #: nginx's `internal` location over the blob directory (e.g. "/_blobs/"): plain files
+    #: (configs, tokenizers, cards) then leave through nginx's sendfile via X-Accel-Redirect;
+    #: empty: the server sends them itself (see deploy/nginx/ringfence.conf)
+    accel_redirect: str = ""
 
     @property
     def resolved_database_url(self) -> str:

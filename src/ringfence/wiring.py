@@ -56,7 +56,7 @@ class Services:
 
     @cached_property
     def login_limiter(self) -> LoginLimiter:
-        """Sign-in attempt limits, in this process's memory."""
+        """Sign-in attempt limits (counted in the database: every worker sees the same)."""
         from ringfence.accounts.ratelimit import LoginLimiter
 
         return LoginLimiter()

@@ -43,3 +43,16 @@ def test_secret_store_derives_stable_distinct_keys_from_a_private_file(tmp_path:
     mode = (tmp_path / "secrets" / "master.key").stat().st_mode
     assert stat.S_IMODE(mode) == 0o600
     assert LocalSecretStore(tmp_path / "other").derive("fingerprint:release:1") != key
+
+
+def test_processes_starting_together_agree_on_one_master_key(tmp_path: Path) -> None:
+    # Server workers start at once and each creates the key on first use: one wins the link,
+    # the others read its (whole) key; no temporary file is left behind.
+    from concurrent.futures import ThreadPoolExecutor
+
+    directory = tmp_path / "secrets"
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: LocalSecretStore(directory).derive("x"), range(32)))
+    assert len(keys) == 1
+    assert [p.name for p in directory.iterdir()] == ["master.key"]
+    assert stat.S_IMODE((directory / "master.key").stat().st_mode) == 0o600

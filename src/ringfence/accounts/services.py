@@ -403,7 +403,7 @@ def authenticate(
     """
     address = email.strip().lower()
     try:
-        limiter.check(ip, address)
+        limiter.check(session, ip, address)
     except RateLimited:
         record(
             session,
@@ -421,7 +421,7 @@ def authenticate(
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:
-        limiter.failed(ip, address)
+        limiter.failed(session, ip, address)
         record(
             session,
             EventTag.Account.LoginFailed,
@@ -439,7 +439,7 @@ def authenticate(
         # factor is right (`two_factor.complete_sign_in`), or a known password would reset
         # the count and buy endless guesses at six digits.
         return user
-    limiter.succeeded(ip, address)
+    limiter.succeeded(session, ip, address)
     user.last_login_at = utcnow()
     record(
         session,

@@ -320,13 +320,13 @@ def _verify_limited(
     # Wrong codes count against the same limits as wrong passwords, so neither a stolen
     # password nor a stolen session buys unlimited guesses at six digits.
     client = ip or "unknown"
-    limiter.check(client, user.email)
+    limiter.check(session, client, user.email)
     try:
         kind = verify(session, secrets, user, code, ip=ip, now=now)
     except AuthenticationRequired:
-        limiter.failed(client, user.email)
+        limiter.failed(session, client, user.email)
         raise
-    limiter.succeeded(client, user.email)
+    limiter.succeeded(session, client, user.email)
     return kind
 
 

@@ -68,16 +68,47 @@ def init(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Server processes (behind a proxy: deploy/nginx)."
+    ),
 ) -> None:
     """Serve the web app and the API."""
     import uvicorn
 
     from ringfence.operations.logs import uvicorn_log_config
-    from ringfence.web.app import create_app
+    from ringfence.web.proxies import trusted_proxies
 
-    svc = services()
+    svc = services()  # the schema is migrated here, once, before any worker starts
+    trusted = trusted_proxies(svc.settings.trusted_proxies)
+    # uvicorn believes X-Forwarded-* from 127.0.0.1 unless told otherwise: only the proxies
+    # named in RINGFENCE_TRUSTED_PROXIES are believed, as in `client_ip`.
+    proxy_headers, allow = bool(trusted), trusted.uvicorn_allow()
     log_config = uvicorn_log_config(svc.settings.log_format)  # RINGFENCE_LOG_FORMAT
-    uvicorn.run(create_app(svc), host=host, port=port, log_level="info", log_config=log_config)
+    if workers == 1:
+        from ringfence.web.app import create_app
+
+        uvicorn.run(
+            create_app(svc),
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=log_config,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=allow,
+        )
+        return
+    # Each worker process imports the factory and builds its services from the environment.
+    uvicorn.run(
+        "ringfence.web.app:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=allow,
+    )
 
 
 def publish(

@@ -26,8 +26,8 @@ from ringfence.access.circles import visible
 from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
+from ringfence.distribution import sending, sources
 from ringfence.distribution import services as dist
-from ringfence.distribution import sources
 from ringfence.distribution.ranges import RangeNotSatisfiable
 from ringfence.errors import (
     AuthenticationRequired,
@@ -35,6 +35,7 @@ from ringfence.errors import (
     PermissionDenied,
     RingfenceError,
 )
+from ringfence.operations import metrics
 from ringfence.web.deps import get_services
 from ringfence.web.headers import header_value
 from ringfence.web.security import (
@@ -42,6 +43,7 @@ from ringfence.web.security import (
     TokenCaller,
     caller_name,
     check_permission,
+    client_ip,
     token_caller,
 )
 from ringfence.wiring import Services
@@ -281,9 +283,12 @@ def deliver(
     subject: str,
     refuse: Callable[[RingfenceError], Response],
 ) -> Response:
-    """Run `build(session) -> Delivery` in one transaction, then stream outside it."""
+    """Run `build(session) -> Delivery` in one transaction, then send the bytes outside it.
+
+    Plain files go by the file-sending path (`sending`), fingerprinted ones stream.
+    """
     send_body = request.method == "GET"
-    ip = request.client.host if request.client else None
+    ip = client_ip(request)
     ua = request.headers.get("user-agent")
     try:
         delivery = _in_transaction(services, build, send_body, ip, ua)
@@ -305,6 +310,18 @@ def deliver(
     status = 206 if delivery.byte_range.partial else 200
     if not send_body:
         return Response(status_code=status, headers=headers)
+    plain = sources.plain_file(services, delivery.release, delivery.artifact)
+    if plain is not None:
+        # The file-sending path (sendfile, or nginx) reports no chunks back: count the range
+        # when it is handed over.
+        metrics.DOWNLOAD_BYTES.labels("plain").inc(delivery.byte_range.length)
+        return sending.plain_file_response(
+            plain,
+            delivery.byte_range,
+            headers,
+            accel_prefix=services.settings.accel_redirect,
+            blob_dir=services.settings.blob_dir,
+        )
     return StreamingResponse(
         _stream(services, delivery),
         status_code=status,

@@ -11,9 +11,10 @@ import hashlib
 import hmac
 import shlex
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -402,7 +403,10 @@ def _index_file_hashes(session: Session, row: RecipientManifest) -> None:
 
 
 def pending_manifests(session: Session) -> list[tuple[int, int]]:
-    """(release_id, user_id) of active grants whose holder has no ready manifest yet."""
+    """(release_id, user_id) of active grants whose holder has no ready manifest yet.
+
+    Some may be claimed by another process right now: `claim_manifest` says which.
+    """
     ready = select(RecipientManifest.release_id, RecipientManifest.user_id).where(
         RecipientManifest.state.in_(("ready", "failed"))
     )
@@ -413,6 +417,51 @@ def pending_manifests(session: Session) -> list[tuple[int, int]]:
         )
     )
     return [(r, u) for r, u in rows if (r, u) not in done]
+
+
+#: a claim this old belongs to a worker that died mid-computation: another may take it over
+CLAIM_TIMEOUT = timedelta(minutes=30)
+
+
+def claim_manifest(services: Services, release_id: int, user_id: int) -> bool:
+    """Take one manifest's computation for this process; False when done or claimed elsewhere.
+
+    With several server processes each runs a manifest worker: the claim is one conditional
+    UPDATE (or the INSERT of the unique row) that only one process wins, so a manifest is
+    computed once, not once per worker. `computed_at` holds the claim's time meanwhile.
+    """
+    now = utcnow()
+    with services.sessions() as session:
+        claimed = session.execute(
+            update(RecipientManifest)
+            .where(
+                RecipientManifest.release_id == release_id,
+                RecipientManifest.user_id == user_id,
+                or_(
+                    RecipientManifest.state == "pending",
+                    and_(
+                        RecipientManifest.state == "computing",
+                        RecipientManifest.computed_at < now - CLAIM_TIMEOUT,
+                    ),
+                ),
+            )
+            .values(state="computing", computed_at=now)
+        )
+        if claimed.rowcount:  # type: ignore[attr-defined]
+            session.commit()
+            return True
+        if manifest_row(session, release_id, user_id) is not None:
+            return False  # ready, failed, or another process's fresh claim
+        session.add(
+            RecipientManifest(
+                release_id=release_id, user_id=user_id, state="computing", files={}, computed_at=now
+            )
+        )
+        try:
+            session.commit()
+        except DBIntegrityError:
+            return False  # another process inserted it first
+        return True
 
 
 def mark_failed(services: Services, release_id: int, user_id: int, error: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ from ringfence.fingerprint.stream import fingerprinted_bytes
 from ringfence.operations import metrics
 from ringfence.wiring import Services
 
-__all__ = ["Recipient", "authorise", "copy_bytes", "recipient_for", "sent_bytes"]
+__all__ = ["Recipient", "authorise", "copy_bytes", "plain_file", "recipient_for", "sent_bytes"]
 
 #: bytes per chunk of a fingerprinted stream
 STREAM_CHUNK = 2 * 1024 * 1024
@@ -106,6 +107,18 @@ def _copy(
         )
     bits = codeword(key, recipient.index, params)
     return "fingerprinted", _marked(services, artifact, plan, bits, start, end)
+
+
+def plain_file(services: Services, release: Release, artifact: Artifact) -> Path | None:
+    """The stored original of a file every recipient receives unchanged, if on this machine.
+
+    None for a fingerprinted file (its bytes differ per recipient) and for blob stores
+    without local files (S3): those stream through `copy_bytes`.
+    """
+    plan = artifact_plan(release_key(services.secrets, release), artifact, release_params(release))
+    if plan is not None and plan.tensors:
+        return None
+    return services.blobs.local_path(artifact.sha256)
 
 
 def _marked(

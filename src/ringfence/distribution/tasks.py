@@ -3,8 +3,9 @@
 A single worker thread per server process polls for active grants whose holder has no
 manifest yet (a new grant is picked up within `POLL_SECONDS`) and computes them one at a time,
 so a burst of approvals never competes with downloads for more than one core. Several
-processes may run it: computing a manifest twice gives the same bytes and signature check.
-Each pass sets `ringfence_job_queue_depth{queue="manifests"}` and counts failures in
+processes may run it (`ringfence serve --workers N`): each manifest is claimed by one of them
+first (`services.claim_manifest`), so none is computed twice. Each pass sets
+`ringfence_job_queue_depth{queue="manifests"}` and counts failures in
 `ringfence_job_failures_total{job="manifest"}` (the names a durable queue will report under).
 """
 
@@ -31,7 +32,12 @@ def compute_pending(services: Services, limit: int | None = None) -> int:
     depth = metrics.JOB_QUEUE_DEPTH.labels("manifests")
     depth.set(len(pending))
     done = 0
-    for attempted, (release_id, user_id) in enumerate(pending[:limit], start=1):
+    for attempted, (release_id, user_id) in enumerate(pending, start=1):
+        if limit is not None and done >= limit:
+            break
+        if not dist.claim_manifest(services, release_id, user_id):
+            depth.set(len(pending) - attempted)
+            continue  # computed meanwhile, or another server process is computing it
         try:
             dist.compute_manifest(services, release_id, user_id)
             done += 1

@@ -187,3 +187,12 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.add_middleware(RequestTelemetry)
     app.add_middleware(SecurityHeaders, https=services.settings.base_url.startswith("https://"))
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several server processes (`ringfence serve --workers N`).
+
+    Built from the environment without migrating: the parent migrated before it started the
+    workers, and N processes running Alembic at once would race.
+    """
+    return create_app(build())

@@ -43,6 +43,7 @@ from ringfence.accounts.sessions import SESSION_LIFETIME
 from ringfence.accounts.tokens import scope_allows, user_from_token
 from ringfence.errors import AuthenticationRequired, PermissionDenied, TwoFactorRequired
 from ringfence.web.deps import db_session, get_services
+from ringfence.web.proxies import trusted_proxies
 from ringfence.web.templating import templates
 
 SESSION_COOKIE = "rf_session"
@@ -131,8 +132,13 @@ def login_redirect(request: Request) -> RedirectResponse:
 
 
 def client_ip(request: Request) -> str:
-    """The peer's address (forwarded headers are not trusted: they are easy to forge)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer's, or what a trusted proxy forwarded (X-Forwarded-For).
+
+    Forwarded headers are easy to forge, so they count only from RINGFENCE_TRUSTED_PROXIES.
+    """
+    peer = request.client.host if request.client else "unknown"
+    trusted = trusted_proxies(get_services(request).settings.trusted_proxies)
+    return trusted.client(peer, request.headers.get("x-forwarded-for"))
 
 
 def bearer(request: Request) -> str | None:
