@@ -4,14 +4,47 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench chromium nginx demo-model clean
+LOCK := requirements.lock
 
-# The environment with every extra (dev tools, eval: torch + transformers).
-$(VENV): pyproject.toml src/ringfence/fingerprint/_kernel.c
+.PHONY: demo test lint bench chromium nginx demo-model clean lock
+
+# The environment with every extra (dev tools, eval: torch + transformers) at the lock's exact
+# versions and hashes. A fresh venv bootstraps from its own pip (the lock pins pip too); after a
+# lock change pip-sync also removes what the lock no longer names, so the venv is exactly the lock.
+# ringfence itself goes in last without dependencies (all locked) and without build isolation,
+# so its compiled fingerprint kernel is built by the locked setuptools rather than the newest.
+$(VENV): $(LOCK) pyproject.toml src/ringfence/fingerprint/_kernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,eval]'
+	test -x $(BIN)/pip-sync || $(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip-sync -q $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(VENV)
+
+# Kept at the top of the lock across refreshes (pip-compile rewrites the rest).
+define LOCK_HEADER
+# The exact versions `make` installs: ringfence's dependencies and its dev and eval extras, for
+# Python 3.11 on x86_64 Linux. Refresh with `make lock` (`make lock UPGRADE=1` moves every pin to
+# the newest release pyproject.toml allows); never edit by hand.
+#
+# Why pip-tools (pip-compile): it resolves with pip itself, so this machine's pip configuration
+# (find-links /opt/wheels, which holds the CPU torch, and the local file:///opt/pypi* indexes)
+# applies to the lock exactly as to `pip install`, and torch resolves to the CPU build on disk,
+# torch==2.13.0+cpu, with no nvidia-* or triton. uv reads no pip configuration (the indexes would
+# be repeated here) and chooses among indexes differently from pip; a `pip freeze` of a clean venv
+# needs a full install to refresh and records neither hashes nor why a package is here.
+# Every pin carries its sha256 hashes, so pip installs in hash-checking mode; torch's is that of
+# the local wheel in /opt/wheels. pip and setuptools are locked too (--allow-unsafe), setuptools
+# also as ringfence's build requirement (--all-build-deps).
+endef
+export LOCK_HEADER
+
+# Refreshes the lock from pyproject.toml; pins still allowed are kept unless UPGRADE=1.
+lock: $(VENV)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet $(if $(UPGRADE),--upgrade) \
+		--extra dev --extra eval --all-build-deps --allow-unsafe --strip-extras \
+		--generate-hashes --no-emit-index-url --no-emit-find-links \
+		--output-file $(LOCK) pyproject.toml
+	{ printf '%s\n' "$$LOCK_HEADER"; cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 # Debian's Chromium for the browser tests (never a downloaded browser build).
 chromium:
