@@ -352,3 +352,22 @@ def test_link_url_ignores_host_header(client: TestClient, world: World) -> None:
         )
         assert got.status_code == 200 and "evil.example" not in got.text, suffix
         assert f"{base}/d/" in got.text, suffix
+
+
+def test_nul_character_in_a_search_is_a_clean_400(world: World, client: TestClient) -> None:
+    """Found by schemathesis on PostgreSQL: a NUL in a query string reached a text column."""
+    with transaction(world.services.sessions) as session:
+        admin = make_user(session, "nul@lab.example", role="admin", secrets=world.services.secrets)
+        token = create_token(session, admin, "admin", actor="test").raw
+    r = client.get(
+        "/api/v1/audit/events?actor=%00x&tag=a%00", headers={"Authorization": f"Bearer {token}"}
+    )
+    if os.environ.get("RINGFENCE_DATABASE_URL"):  # PostgreSQL refuses NUL in text
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["type"] == "InvalidInput" and "NUL" in r.json()["error"]["message"]
+    else:  # SQLite stores and searches it like any character
+        assert r.status_code == 200, r.text
+    r = client.post(
+        "/signup", data={"email": "a\x00b@uni.example", "password": "x"}, follow_redirects=False
+    )
+    assert r.status_code < 500

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError as DBDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -158,6 +159,17 @@ def create_app(services: Services | None = None) -> FastAPI:
         if isinstance(exc, TwoFactorRequired) and not _wants_json(request):
             return RedirectResponse("/account/two-factor", status_code=303)
         return error_response(request, exc.http_status, exc.diagnostics(), type(exc).__name__)
+
+    @app.exception_handler(DBDataError)
+    async def _refused_by_database(request: Request, exc: DBDataError) -> Response:
+        # The database refused a value the request carried (PostgreSQL: a NUL character in a
+        # text field, a number out of its column's range); the transaction was rolled back.
+        log.info("the database refused a value on %s: %s", request.url.path, exc.orig)
+        message = (
+            "a value in the request cannot be stored or searched (a NUL character, or a "
+            "number out of range): check the request's fields"
+        )
+        return error_response(request, 400, message, "InvalidInput")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
