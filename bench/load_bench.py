@@ -514,6 +514,7 @@ def _rows(
         f"below the pool's size ({low_clients} clients, {low['elapsed']:.0f} s) the same "
         f"deployment serves {low['authorised']:,.0f} authorised requests/s, p50 "
         f"{low['p50']:.0f} ms, p99 {low['p99']:.0f} ms, {sum(low['errors'].values())} errors"
+        + "".join(f", {k} x{n}" for k, n in sorted(low["errors"].items())[:6])
     )
     if starved:
         cause = (
