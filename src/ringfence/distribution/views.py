@@ -145,6 +145,10 @@ def create_link(
         uses=body.uses,
         ip=client_ip(request),
     )
+    # Commit before answering: db_session's own commit runs after the response is sent, so
+    # a crash or a database outage then would lose a link (and its audit event) the caller
+    # already holds.
+    session.commit()
     return {
         "url": new.url(services.settings.base_url),
         "expires_at": new.link.expires_at.isoformat(),

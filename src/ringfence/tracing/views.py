@@ -60,6 +60,7 @@ def trace_upload(
 ) -> Response:
     """Trace an uploaded file and answer with the evidence report (admin)."""
     result = _run(request, session, suspect, release, user.email)
+    session.commit()  # the trace's audit event is durable before the report goes out
     return HTMLResponse(
         render_report(result), headers={"Content-Security-Policy": content_security_policy()}
     )
@@ -74,4 +75,6 @@ def api_trace(
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """Trace an uploaded file; the same JSON object as `ringfence trace --json` (admin)."""
-    return _run(request, session, suspect, release, user.email).summary()
+    result = _run(request, session, suspect, release, user.email)
+    session.commit()  # the trace's audit event is durable before the report goes out
+    return result.summary()

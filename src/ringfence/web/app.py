@@ -13,12 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError as DBDataError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ringfence import __version__
 from ringfence.datadir import restrict_umask
+from ringfence.db import database_error
 from ringfence.errors import AuthenticationRequired, RingfenceError, TwoFactorRequired
 from ringfence.operations.logs import current_request_id
 from ringfence.web.access_log import redact_access_log
@@ -170,6 +172,24 @@ def create_app(services: Services | None = None) -> FastAPI:
             "number out of range): check the request's fields"
         )
         return error_response(request, 400, message, "InvalidInput")
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
+        # The database restarting or out of reach is operations trouble, not a bug: the caller
+        # reads a 503 it may retry, the log one line (no traceback), and the pool's pre-ping
+        # reconnects by itself once the database is back.
+        error = database_error(exc, services.settings.resolved_database_url)
+        assert error is not None  # every OperationalError maps to DatabaseUnavailable
+        log.warning(
+            "database unavailable on %s %s (request id %s): %s",
+            request.method,
+            header_value(request.url.path, 200),
+            request_id(request),
+            error.message,
+        )
+        # The error page's navigation would ask the same database who is signed in.
+        request.state.account = None
+        return error_response(request, error.http_status, error.diagnostics(), type(error).__name__)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

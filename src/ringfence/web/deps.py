@@ -17,7 +17,12 @@ def get_services(request: Request) -> Services:
 
 
 def db_session(request: Request) -> Iterator[Session]:
-    """A session committed when the request succeeds and rolled back when it fails."""
+    """A session committed when the request succeeds and rolled back when it fails.
+
+    FastAPI runs this teardown after the response has been sent: a view that writes must
+    commit itself before it returns, or the caller may hold an answer for a change that a
+    crash or a database outage then loses (tests/functional/test_database_outage.py).
+    """
     session = get_services(request).sessions()
     try:
         yield session
