@@ -76,7 +76,7 @@ class RecipientManifest(Base):
 class RecipientFileHash(Base):
     """One file of a recipient's ready manifest, by its sha256: exact copies found by index.
 
-    Written with the manifest (`services._store_manifest`) and removed when it is no longer
+    Written with the manifest (`manifest_jobs._store_manifest`) and removed when it is no longer
     ready, so a trace looks a suspect file's hash up instead of reading every manifest.
     """
 
