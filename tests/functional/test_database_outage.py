@@ -78,12 +78,14 @@ def test_a_link_is_committed_before_the_answer_leaves(services: Services, tmp_pa
 
         await app(scope, receive, send_recorded)
 
-    with TestClient(recording) as client:
-        r = client.post(
-            "/api/v1/distribution/links",
-            headers={"Authorization": f"Bearer {world.token}"},
-            json={"release": world.ref},
-        )
+    # No `with`: the lifespan's background workers (manifests, expiry) would write to the
+    # same engine at any moment and muddle the order recorded here.
+    client = TestClient(recording)
+    r = client.post(
+        "/api/v1/distribution/links",
+        headers={"Authorization": f"Bearer {world.token}"},
+        json={"release": world.ref},
+    )
     assert r.status_code == 200, r.text
     # Events are writes and commits: the last before the answer must be a commit.
     before = order[: order.index("response")]
