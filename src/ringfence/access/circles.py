@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from ringfence.access import hooks
 from ringfence.access.models import CIRCLES, AccessRequest, Grant, InstitutionGrant
 from ringfence.accounts.models import LAB_ROLES, User
 from ringfence.audit.services import record
@@ -131,6 +132,8 @@ def set_circle(
     check_circle(circle)
     reason = check_reason(reason)
     before = release.circle
+    if rank(circle) > rank(before):
+        hooks.check_widening(session, release, circle)
     now = utcnow()
     outside = select(User.id).where(~admitted(circle, now))
     note = reason or f"the release was narrowed to the {circle} circle"
@@ -196,6 +199,7 @@ def set_circle(
             "institution_grant_ids": institution_grants,
         },
     )
+    hooks.circle_changed(session, release, before, circle, actor)
     return CircleChange(release.ref, before, circle, len(revoked))
 
 
