@@ -192,8 +192,9 @@ def _walk_header(path: Path, buf: mmap.mmap, size: int) -> None:
         if data_offset + offset + nbytes > size:
             _fail(path, f"tensor {quoted(name)} runs past the end of the {size}-byte file")
         expected = offset + nbytes + (-nbytes % alignment)
-    trailing = size - data_offset - expected
-    if layout and trailing > 0:
+    # A file without tensors (a vocabulary-only GGUF) ends at its header or at its padding.
+    trailing = size - data_offset - expected if layout else size - max(walker.pos, data_offset)
+    if trailing > 0:
         _fail(path, f"{trailing} bytes after the last tensor (trailing data)")
 
 

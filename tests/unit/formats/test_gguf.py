@@ -113,3 +113,19 @@ def test_the_demo_model_indexes() -> None:
     assert found.by_name()["blk.0.attn_k.weight"].shape == (192, 576)
     assert found.metadata["tokenizer.ggml.pre"] == "smollm"
     assert "tokenizer.ggml.merges" not in found.metadata
+
+
+def test_a_file_without_tensors_may_not_carry_trailing_bytes(tmp_path: Path) -> None:
+    """A vocabulary-only GGUF reads; bytes after its header are data no reader accounts for."""
+    path = tmp_path / "vocab.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_token_list([f"tok{i}" for i in range(10)])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert gguf_format.read_index(path).tensors == ()
+    with path.open("ab") as fh:
+        fh.write(b"\0" * 64 + b"hidden payload")
+    with pytest.raises(MalformedFile, match="trailing data"):
+        gguf_format.read_index(path)
