@@ -29,6 +29,9 @@ from ringfence.errors import IntegrityError, InvalidInput, NotFound
 PARTIAL_DIR = ".ringfence-partial"
 CHUNK = 1024 * 1024
 RETRIES = 12
+#: A refused connection means no server is listening: a restart takes seconds, not the half
+#: minute that RETRIES' backoff adds up to, so a dead server is reported after about 2 s.
+CONNECT_RETRIES = 4
 MANIFEST_WAIT_S = 60.0
 
 #: called with (path, bytes just written, file size)
@@ -86,11 +89,13 @@ def _get_listing(client: httpx.Client, link: str) -> dict[str, Any]:
 
 def _with_retries(call: Callable[[], httpx.Response]) -> httpx.Response:
     delay = 0.25
+    refused = 0
     for attempt in range(RETRIES):
         try:
             response = call()
-        except httpx.TransportError:
-            if attempt == RETRIES - 1:
+        except httpx.TransportError as exc:
+            refused += isinstance(exc, httpx.ConnectError)
+            if attempt == RETRIES - 1 or refused == CONNECT_RETRIES:
                 raise
         else:
             if response.status_code < 500:
@@ -119,6 +124,7 @@ def fetch_file(
     part.parent.mkdir(parents=True, exist_ok=True)
     fetched = 0
     delay = 0.25
+    refused = 0
     for attempt in range(RETRIES):
         have = part.stat().st_size if part.exists() else 0
         headers = {"Accept-Encoding": "identity"}
@@ -146,8 +152,9 @@ def fetch_file(
                             progress(rel, len(chunk), size)
             if part.stat().st_size == size:
                 break
-        except httpx.TransportError:
-            if attempt == RETRIES - 1:
+        except httpx.TransportError as exc:
+            refused += isinstance(exc, httpx.ConnectError)
+            if attempt == RETRIES - 1 or refused == CONNECT_RETRIES:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 4.0)
