@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Artifact, Release
 from ringfence.db import utcnow
-from ringfence.errors import InvalidInput, NotFound
+from ringfence.errors import Conflict, InvalidInput, NotFound
 from ringfence.fingerprint import carrier, code, read
 from ringfence.fingerprint.accuse import Candidate, decide, score_all
 from ringfence.fingerprint.code import CodeParams
@@ -94,6 +95,10 @@ def release_key(secrets: SecretStore, release: Release) -> bytes:
     return secrets.derive(f"fingerprint:release:{release.id}")
 
 
+#: attempts at registering a recipient while others register for the same release
+REGISTER_TRIES = 8
+
+
 def register_recipient(
     session: Session,
     release: Release,
@@ -110,16 +115,31 @@ def register_recipient(
     email = email.strip()
     if not email or len(email) > 320:
         raise InvalidInput("a recipient needs an e-mail address or user reference")
-    found = session.scalars(
-        select(Recipient).where(Recipient.release_id == release.id, Recipient.email == email)
-    ).first()
-    if found is not None:
-        return found
-    recipient = Recipient(
-        release_id=release.id, index=next_index(session, release), email=email, simulated=simulated
-    )
-    session.add(recipient)
-    session.flush()
+    # Two servers registering at once may pick the same next index (or the same e-mail):
+    # the loser's insert fails on the unique constraint inside its savepoint, and it looks again.
+    for attempt in range(REGISTER_TRIES):
+        found = session.scalars(
+            select(Recipient).where(Recipient.release_id == release.id, Recipient.email == email)
+        ).first()
+        if found is not None:
+            return found
+        recipient = Recipient(
+            release_id=release.id,
+            index=next_index(session, release),
+            email=email,
+            simulated=simulated,
+        )
+        try:
+            with session.begin_nested():
+                session.add(recipient)
+        except sa_exc.IntegrityError:
+            if attempt == REGISTER_TRIES - 1:
+                raise Conflict(
+                    f"could not register a recipient of {release.ref} for {email}",
+                    hint="retry: other registrations were running at the same time",
+                ) from None
+            continue
+        break
     if not simulated:
         record(
             session,
