@@ -27,7 +27,7 @@ from ringfence.jobs.services import set_progress
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
-from tests.conftest import write_tiny_model
+from tests.conftest import CliRunner, write_tiny_model
 from tests.fixtures_access import make_user
 from tests.unit.distribution.world import make_world
 
@@ -227,3 +227,17 @@ def test_the_jobs_page_shows_progress_and_an_admin_retries_a_failed_job(
     RAN.clear()
     services.jobs.work(burst=True)
     assert sorted(RAN) == [running, failed]  # each once, the retried one included
+
+
+def test_ringfence_worker_runs_the_due_jobs_and_the_schedule(
+    services: Services, cli: CliRunner
+) -> None:
+    with transaction(services.sessions) as session:
+        job_id = jobs.enqueue(session, "tests.record", n=6).id
+    RAN.clear()
+    done = cli("worker", "--burst", "--json")
+    assert done.code == 0, done.err
+    assert job_id in RAN and _job(services, job_id).state == "succeeded"
+    with services.sessions() as session:  # a one-off run also enqueues the periodic expiry
+        expired = jobs.latest_job(session, "access.expire", "")
+        assert expired is not None and expired.state == "succeeded"
