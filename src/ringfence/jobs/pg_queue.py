@@ -126,10 +126,10 @@ class ProcrastinateQueue:
                 await app.run_worker_async(wait=False, listen_notify=False, **options)
                 return self.ran
             worker = asyncio.create_task(app.run_worker_async(wait=True, **options))
-            waited = 0.0
+            waited, step = 0.0, min(self.poll, 0.2)  # a server shutting down waits little
             while not stop.is_set() and not worker.done():
-                await asyncio.sleep(self.poll)
-                waited += self.poll
+                await asyncio.sleep(step)
+                waited += step
                 if waited >= RECOVERY_EVERY:
                     waited = 0.0
                     with contextlib.suppress(Exception):  # the database is down: next time
