@@ -16,20 +16,25 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from ringfence import jobs
+from ringfence.access import requests
+from ringfence.access.models import AccessRequest
 from ringfence.accounts.services import start_session
+from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
 from ringfence.distribution import services as dist
 from ringfence.jobs import JobContext, task
 from ringfence.jobs.models import Job
 from ringfence.jobs.services import set_progress
+from ringfence.jobs.worker import Worker
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
 from tests.conftest import CliRunner, write_tiny_model
 from tests.fixtures_access import make_user
-from tests.unit.distribution.world import make_world
+from tests.unit.distribution.world import add_person, publish
 
 RAN: list[int] = []
 _LOCK = threading.Lock()
@@ -162,22 +167,43 @@ def test_two_workers_never_run_the_same_job(services: Services) -> None:
     assert {j.state for j in _jobs(services)} == {"succeeded"}
 
 
-def test_an_approved_grant_gets_its_manifest_from_a_worker(
+def _approve(session: Session, user_id: int) -> int:
+    release = catalogue.get_release(session, "tiny@1.0")
+    req = AccessRequest(user_id=user_id, release_id=release.id, answers={})
+    session.add(req)
+    session.flush()
+    requests.decide(session, req, approve=True, reviewer=None, actor="cli")
+    return release.id
+
+
+def test_an_approval_queues_its_manifest_and_the_running_worker_computes_it(
     services: Services, tmp_path: Path
 ) -> None:
-    world = make_world(services, write_tiny_model(tmp_path / "tiny"))
+    publish(services, write_tiny_model(tmp_path / "tiny"))
+    user_id, _ = add_person(services, "ada@lab.example")
+    session = services.sessions()
+    _approve(session, user_id)
+    session.rollback()  # the approval did not happen: neither did its job
+    session.close()
+    assert _jobs(services) == [] and _dispatched(services) == 0
+    with transaction(services.sessions) as session:
+        release_id = _approve(session, user_id)
+    subject = f"release:{release_id}:user:{user_id}"
+    worker = Worker(services, tick_every=0.1)  # what `ringfence serve` and `worker` run
+    worker.start()
+    try:
+        for _ in range(1200):  # bounded: the tiny model's manifest takes well under a second
+            with services.sessions() as session:
+                job = jobs.latest_job(session, "distribution.manifest", subject)
+                if job is not None and job.state in ("succeeded", "failed"):
+                    break
+            threading.Event().wait(0.05)
+    finally:
+        worker.stop()
+    assert job is not None and job.state == "succeeded", job and job.error
     with services.sessions() as session:
-        release_id = dist.release_by_id(session, 1).id
-        job = jobs.latest_job(
-            session, "distribution.manifest", f"release:{release_id}:user:{world.user_id}"
-        )
-        assert job is not None and job.state == "queued"
-        assert dist.manifest_row(session, release_id, world.user_id) is None
-    assert services.jobs.work(burst=True) >= 1
-    with services.sessions() as session:
-        row = dist.manifest_row(session, release_id, world.user_id)
+        row = dist.manifest_row(session, release_id, user_id)
         assert row is not None and row.state == "ready" and row.bundle
-    assert _job(services, job.id).state == "succeeded"
 
 
 def _admin_client(services: Services, role: str) -> tuple[TestClient, str, str]:
