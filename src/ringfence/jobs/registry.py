@@ -68,6 +68,7 @@ class Task:
 
 
 TASKS: dict[str, Task] = {}
+_loaded = False
 
 
 def task(
@@ -89,6 +90,10 @@ def task(
 
 def load_tasks() -> dict[str, Task]:
     """Import every area's `tasks` module once; returns the registry."""
+    global _loaded
+    if _loaded:
+        return TASKS  # an absent area's import is a search of the path: not once per job
+    _loaded = True
     for area in TASK_AREAS:
         try:
             importlib.import_module(f"ringfence.{area}.tasks")

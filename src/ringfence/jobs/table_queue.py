@@ -42,6 +42,7 @@ class TableQueue:
         self.services = services
         self.poll = poll
         self.stale_after = timedelta(seconds=services.settings.job_stale_after_s)
+        self._current: int | None = None
 
     def _due(self) -> ColumnElement[bool]:
         now = utcnow()
@@ -70,19 +71,20 @@ class TableQueue:
         if claimed is None:
             return False
         job_id, attempt = claimed
-        beating = threading.Event()
-        heart = threading.Thread(target=self._beat, args=(job_id, beating), daemon=True)
-        heart.start()
+        self._current = job_id  # the heartbeat thread of `work` keeps its claim fresh
         try:
             run_job(self.services, job_id, attempt)
         finally:
-            beating.set()
-            heart.join()
+            self._current = None
         return True
 
-    def _beat(self, job_id: int, done: threading.Event) -> None:
+    def _beat(self, done: threading.Event) -> None:
+        # One thread per worker (not per job): a job's claim stays fresh while it runs.
         every = max(self.stale_after.total_seconds() / 4, 0.05)
         while not done.wait(every):
+            job_id = self._current
+            if job_id is None:
+                continue
             try:
                 with transaction(self.services.sessions) as session:
                     session.execute(
@@ -97,13 +99,20 @@ class TableQueue:
         """Run due jobs until none is due (`burst`) or until `stop` is set."""
         done = 0
         stop = stop or threading.Event()
-        while not stop.is_set():
-            if self.run_one():
-                done += 1
-                continue
-            if burst:
-                break
-            stop.wait(self.poll)
+        finished = threading.Event()
+        heart = threading.Thread(target=self._beat, args=(finished,), daemon=True)
+        heart.start()
+        try:
+            while not stop.is_set():
+                if self.run_one():
+                    done += 1
+                    continue
+                if burst:
+                    break
+                stop.wait(self.poll)
+        finally:
+            finished.set()
+            heart.join()
         return done
 
     def recover_stalled(self) -> int:
