@@ -267,3 +267,43 @@ def test_ringfence_worker_runs_the_due_jobs_and_the_schedule(
     with services.sessions() as session:  # a one-off run also enqueues the periodic expiry
         expired = jobs.latest_job(session, "access.expire", "")
         assert expired is not None and expired.state == "succeeded"
+
+
+def test_the_migration_brings_procrastinates_schema_and_takes_it_away(
+    services: Services, backend: str
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    import ringfence.db
+
+    def objects() -> tuple[int, int]:
+        with services.engine.connect() as conn:
+            if backend == "sqlite":
+                jobs_table = conn.scalar(
+                    text("SELECT count(*) FROM sqlite_master WHERE name = 'jobs'")
+                )
+                return int(jobs_table or 0), 0
+            return (
+                int(
+                    conn.scalar(text("SELECT count(*) FROM pg_tables WHERE tablename = 'jobs'"))
+                    or 0
+                ),
+                int(
+                    conn.scalar(
+                        text("SELECT count(*) FROM pg_proc WHERE proname LIKE 'procrastinate%'")
+                    )
+                    or 0
+                ),
+            )
+
+    tables, routines = objects()
+    assert tables == 1 and (routines > 0) == (backend == "postgresql")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(ringfence.db.__file__).parent / "migrations"))
+    with services.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    assert objects() == (0, 0)
+    ringfence.db.migrate(services.engine)
+    assert objects() == (tables, routines)
