@@ -28,8 +28,6 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     mail_from: str = "ringfence@localhost"
-    #: how often mails whose delivery failed are tried again (seconds; a periodic job)
-    mail_retry_interval_s: float = 300.0
     #: what a new release's fingerprint withstands (each release keeps the values it was
     #: published with): recipients, colluders pooling copies, false accusations per trace
     fingerprint_max_recipients: int = 10**6

@@ -64,9 +64,9 @@ JOB_FAILURES = Counter(
 # Known label values exist from the start, so a dashboard reads 0 rather than no data.
 for _kind in ("fingerprinted", "plain"):
     DOWNLOAD_BYTES.labels(_kind)
-for _job in ("manifest", "distribution.manifest", "access.expire", "mail.deliver"):
+for _job in ("manifest", "distribution.manifest", "access.expire"):
     JOB_FAILURES.labels(_job)
-for _queue in ("manifests", "maintenance", "mail"):
+for _queue in ("manifests", "maintenance"):
     JOB_QUEUE_DEPTH.labels(_queue)
 
 

@@ -110,7 +110,7 @@ def test_expiry_is_a_periodic_job_that_one_worker_enqueues_per_slot(services: Se
         session.commit()
         grant_id = grant.id
     epoch = datetime.fromtimestamp(0, UTC)
-    periodic = len(registry.periodic_tasks())  # expiry, mail delivery...
+    periodic = len(registry.periodic_tasks())  # expiry (and whatever areas add)
     assert schedule_periodic(services.sessions, services.settings, since=epoch) == periodic
     assert schedule_periodic(services.sessions, services.settings, since=epoch) == 0  # slot taken
     # a worker started during this slot leaves it to the next one (the old timer's first wait)
