@@ -35,8 +35,13 @@ class Settings(BaseSettings):
     fingerprint_false_accusation: float = 1e-9
     #: a pending access request nobody decided expires after this many days (mailed, audited)
     request_lifetime_days: int = 30
-    #: how often each server process expires grants and requests that are due (seconds)
+    #: how often grants and requests that are due are expired (seconds; a periodic job)
     expiry_interval_s: float = 3600.0
+    #: whether each server process also runs a background job worker (off: run
+    #: `ringfence worker` processes instead)
+    serve_jobs: bool = True
+    #: a running job whose worker sent no heartbeat for this long is run again (seconds)
+    job_stale_after_s: float = 120.0
     #: server logs: "text" for a person at a terminal, "json" (one object per line, with the
     #: request id) for a log collector
     log_format: Literal["text", "json"] = "text"

@@ -17,6 +17,7 @@ from ringfence.storage import BlobStore
 
 if TYPE_CHECKING:
     from ringfence.accounts.ratelimit import LoginLimiter
+    from ringfence.jobs.interfaces import JobQueue
     from ringfence.mail.services import Mailer
 
 
@@ -60,6 +61,17 @@ class Services:
         from ringfence.accounts.ratelimit import LoginLimiter
 
         return LoginLimiter()
+
+    @cached_property
+    def jobs(self) -> JobQueue:
+        """Runs background jobs: procrastinate on PostgreSQL, the jobs table on SQLite."""
+        if self.engine.dialect.name == "postgresql":
+            from ringfence.jobs.pg_queue import ProcrastinateQueue
+
+            return ProcrastinateQueue(self)
+        from ringfence.jobs.table_queue import TableQueue
+
+        return TableQueue(self)
 
     def prepare(self) -> None:
         """Create the data dir owner-only (tightening an older one) and migrate the schema."""

@@ -47,6 +47,7 @@ from ringfence.db import transaction, utcnow
 from ringfence.distribution import links
 from ringfence.distribution.services import ensure_manifest
 from ringfence.distribution.tasks import compute_pending
+from ringfence.jobs.models import Job
 from ringfence.organisations.models import NDA
 from ringfence.settings import Settings
 from ringfence.web.app import create_app
@@ -553,6 +554,10 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("GET", "/api/v1/distribution/signing-key.pem"): Entry(anyone),
     # operations: the Prometheus scrape endpoint
     ("GET", "/metrics"): Entry(scraper),
+    # jobs: the lab's background jobs (staff and admins read); an admin retries a failed one
+    # (the world's job is no failed one: the retry is refused as a conflict, past the rule)
+    ("GET", "/admin/jobs"): Entry(browser_with_role("admin", "staff")),
+    ("POST", "/admin/jobs/{job_id}/retry"): Entry(browser_with_role("admin")),
 }
 
 
@@ -575,6 +580,7 @@ class World:
     pending_request_id: int = 0
     decoy_request_id: int = 0
     nda_id: int = 0
+    job_id: int = 0
 
     def session_cookie(self, person: Person, *, fresh: bool = False) -> str:
         """A signed-in browser session of `person` (created directly: no /login, no 2FA form)."""
@@ -687,6 +693,7 @@ def world(
             setattr(world, key, request.id)
         make_partner(session)
         world.nda_id = session.scalars(select(NDA.id)).first() or 0
+        world.job_id = session.scalars(select(Job.id)).first() or 0  # an active grant's manifest
     compute_pending(services)
     with world.client:
         yield world
@@ -712,6 +719,7 @@ def _fill(path: str, world: World, p: Principal, circle: str, entry: Entry) -> s
             "token_id": str(world.spare_token_id),
             "request_id": str(world.pending_request_id),
             "nda_id": str(world.nda_id),
+            "job_id": str(world.job_id),
         }[name]
 
     return re.sub(r"\{(\w+)(?::\w+)?\}", value, path)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from ringfence import jobs
 from ringfence.access.circles import admits, standing
 from ringfence.access.licences import has_accepted
 from ringfence.access.models import AccessRequest, Grant, InstitutionGrant
@@ -125,6 +126,14 @@ def issue_grant(
     if renewed:
         grant.created_at = now
     session.flush()
+    # The recipient's manifest is computed by a job, queued with the grant (or not at all).
+    jobs.enqueue(
+        session,
+        "distribution.manifest",
+        subject=f"release:{release.id}:user:{user.id}",
+        release_id=release.id,
+        user_id=user.id,
+    )
     record(
         session,
         EventTag.Access.GrantRenewed if renewed else EventTag.Access.GrantAdded,

@@ -9,10 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ringfence.access import api, web_admin, web_release
-from ringfence.access.tasks import lifespan
 
-# The area's schedule (expiry) runs while the app serves.
-router = APIRouter(lifespan=lifespan)
+router = APIRouter()
 router.include_router(web_release.router)
 router.include_router(web_admin.router)
 router.include_router(api.router)

@@ -83,6 +83,10 @@ class EventTag:
     class Tracing(StrEnum):
         TraceRun = "tracing:trace:run"
 
+    @unique
+    class Jobs(StrEnum):
+        JobRetried = "jobs:job:retried"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -92,6 +96,7 @@ AuditTag = (
     | EventTag.Fingerprint
     | EventTag.Distribution
     | EventTag.Tracing
+    | EventTag.Jobs
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -101,4 +106,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Fingerprint,
     EventTag.Distribution,
     EventTag.Tracing,
+    EventTag.Jobs,
 )

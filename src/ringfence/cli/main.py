@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "links": ("Signed download links.", ("distribution",)),
     "manifests": ("Signed per-recipient manifests.", ("distribution",)),
+    "worker": (
+        "Run background jobs (manifests, expiry...) until stopped; any number may run at once.",
+        ("jobs",),
+    ),
 }
 
 

@@ -1,9 +1,9 @@
 """Each recipient's signed manifest: computed once per grant holder, stored, indexed.
 
 The manifest lists the sha256 of every file exactly as one recipient receives it; computing
-it reads the whole fingerprinted copy, so it runs off the request path (the manifest worker
-in `tasks.py`), claimed by one server process at a time. `services` re-exports the public
-functions, the area's public face.
+it reads the whole fingerprinted copy, so it runs off the request path (the job
+`distribution.manifest` in `tasks.py`), claimed by one worker at a time. `services`
+re-exports the public functions, the area's public face.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from ringfence import jobs
 from ringfence.access.models import Grant
 from ringfence.accounts.models import User
 from ringfence.catalogue.models import Artifact, Model, Release
@@ -49,12 +50,20 @@ def manifest_row(session: Session, release_id: int, user_id: int) -> RecipientMa
 
 
 def ensure_manifest(session: Session, release: Release, user: User) -> RecipientManifest:
-    """The recipient's manifest row, created pending (a worker computes it) when missing."""
+    """The recipient's manifest row, created pending (and its job queued) when missing."""
     row = manifest_row(session, release.id, user.id)
     if row is None:
         row = RecipientManifest(release_id=release.id, user_id=user.id, state="pending", files={})
         session.add(row)
         session.flush()
+        # A grant from before the job queue has no job yet: queue one with the row.
+        jobs.enqueue(
+            session,
+            "distribution.manifest",
+            subject=f"release:{release.id}:user:{user.id}",
+            release_id=release.id,
+            user_id=user.id,
+        )
     return row
 
 
@@ -152,12 +161,15 @@ def pending_manifests(session: Session) -> list[tuple[int, int]]:
 CLAIM_TIMEOUT = timedelta(minutes=30)
 
 
-def claim_manifest(services: Services, release_id: int, user_id: int) -> bool:
+def claim_manifest(
+    services: Services, release_id: int, user_id: int, *, timeout: timedelta = CLAIM_TIMEOUT
+) -> bool:
     """Take one manifest's computation for this process; False when done or claimed elsewhere.
 
     With several server processes each runs a manifest worker: the claim is one conditional
     UPDATE (or the INSERT of the unique row) that only one process wins, so a manifest is
-    computed once, not once per worker. `computed_at` holds the claim's time meanwhile.
+    computed once, not once per worker. `computed_at` holds the claim's time meanwhile; a
+    claim older than `timeout` is a dead worker's and is taken over.
     """
     now = utcnow()
     with services.sessions() as session:
@@ -170,7 +182,7 @@ def claim_manifest(services: Services, release_id: int, user_id: int) -> bool:
                     RecipientManifest.state == "pending",
                     and_(
                         RecipientManifest.state == "computing",
-                        RecipientManifest.computed_at < now - CLAIM_TIMEOUT,
+                        RecipientManifest.computed_at < now - timeout,
                     ),
                 ),
             )
@@ -191,6 +203,21 @@ def claim_manifest(services: Services, release_id: int, user_id: int) -> bool:
         except DBIntegrityError:
             return False  # another process inserted it first
         return True
+
+
+def release_claim(services: Services, release_id: int, user_id: int) -> None:
+    """Give a claimed manifest back (its job will retry): pending again, claimable at once."""
+    with services.sessions() as session:
+        session.execute(
+            update(RecipientManifest)
+            .where(
+                RecipientManifest.release_id == release_id,
+                RecipientManifest.user_id == user_id,
+                RecipientManifest.state == "computing",
+            )
+            .values(state="pending")
+        )
+        session.commit()
 
 
 def mark_failed(services: Services, release_id: int, user_id: int, error: str) -> None:

@@ -48,6 +48,9 @@ from ringfence.distribution.manifest_jobs import (
 from ringfence.distribution.manifest_jobs import (
     release_by_id as release_by_id,
 )
+from ringfence.distribution.manifest_jobs import (
+    release_claim as release_claim,
+)
 from ringfence.distribution.models import DownloadLink
 from ringfence.distribution.ranges import ByteRange, if_range_holds, parse_range
 from ringfence.errors import NotFound, TokenInvalid

@@ -13,13 +13,12 @@ from ringfence.access.circles import visible_release
 from ringfence.accounts.models import User
 from ringfence.distribution import hub, links, manifests, sources
 from ringfence.distribution import services as dist
-from ringfence.distribution.tasks import lifespan
 from ringfence.errors import NotFound, RingfenceError
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.security import Permission, api_user, client_ip
 from ringfence.web.templating import templates
 
-router = APIRouter(lifespan=lifespan)
+router = APIRouter()
 router.include_router(hub.router)
 
 

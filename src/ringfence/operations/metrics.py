@@ -49,22 +49,25 @@ MAILS_FAILED = Counter(
 #: "mostrecent": with several processes, the value the last worker pass saw
 JOB_QUEUE_DEPTH = Gauge(
     "ringfence_job_queue_depth",
-    "Background jobs waiting, by queue (manifests: recipients' manifests to compute).",
+    "Background jobs queued (due or waiting out a retry's backoff), by queue (manifests, "
+    "maintenance...).",
     ["queue"],
     multiprocess_mode="mostrecent",
 )
 JOB_FAILURES = Counter(
     "ringfence_job_failures",
-    "Background jobs or worker passes that failed, by job (manifest, expiry).",
+    "Background jobs that failed for good (retries spent), by task (distribution.manifest, "
+    "access.expire...); `manifest`: a failure of `ringfence manifests compute`'s pass.",
     ["job"],
 )
 
 # Known label values exist from the start, so a dashboard reads 0 rather than no data.
 for _kind in ("fingerprinted", "plain"):
     DOWNLOAD_BYTES.labels(_kind)
-for _job in ("manifest", "expiry"):
+for _job in ("manifest", "distribution.manifest", "access.expire"):
     JOB_FAILURES.labels(_job)
-JOB_QUEUE_DEPTH.labels("manifests")
+for _queue in ("manifests", "maintenance"):
+    JOB_QUEUE_DEPTH.labels(_queue)
 
 
 def counted_download(chunks: Iterator[bytes], kind: str) -> Iterator[bytes]:

@@ -69,6 +69,8 @@ class Permission(StrEnum):
     REVIEW = "review"
     #: the lab's decisions: circles, licences, users, institutions, NDAs, audit, traces
     ADMIN = "admin"
+    #: read the background jobs' states, progress and errors (the lab's operators)
+    JOBS = "jobs"
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ RULES: dict[Permission, Rule] = {
     Permission.TOKENS: Rule(None, None, verified=True),
     Permission.REVIEW: Rule("admin", ("admin", "reviewer"), verified=True, two_factor=True),
     Permission.ADMIN: Rule("admin", ("admin",), verified=True, two_factor=True),
+    # Staff read how the lab's background work goes; retrying a job is an admin's decision.
+    Permission.JOBS: Rule(None, ("admin", "staff"), verified=True, two_factor=True),
 }
 
 

@@ -56,6 +56,7 @@ COVERED: dict[str, tuple[str, ...]] = {
     "policy show": ("functional/test_access_admin_reach.py",),
     "policy set": ("functional/test_access_admin_reach.py",),
     "expire": ("functional/test_access_admin_reach.py",),
+    "worker": ("functional/test_jobs.py",),
     "publish": ("functional/test_catalogue_cli_web.py",),
     "releases list": ("functional/test_catalogue_cli_web.py",),
     "releases show": ("functional/test_catalogue_cli_web.py", f"{HERE}/test_access.py"),

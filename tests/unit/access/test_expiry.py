@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ringfence import jobs
 from ringfence.access import expiry, grants, requests, tasks
 from ringfence.access.models import AccessRequest, Grant
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.tags import EventTag
 from ringfence.db import utcnow
+from ringfence.jobs import registry
+from ringfence.jobs.services import schedule_periodic
 from ringfence.mail.models import Mail
 from ringfence.wiring import Services
 from tests.fixtures_access import make_release, make_user
@@ -99,22 +102,21 @@ def test_two_processes_expiring_at_once_expire_each_request_once(services: Servi
         assert session.scalars(select(Grant)).first() is None
 
 
-def test_the_worker_runs_passes_on_its_interval_and_stops(services: Services) -> None:
+def test_expiry_is_a_periodic_job_that_one_worker_enqueues_per_slot(services: Services) -> None:
     with services.sessions() as session:
         release = make_release(session)
         grant = grants.add_grant(session, release, make_user(session, "w@uni.example"), actor="t")
         grant.expires_at = utcnow() - timedelta(seconds=1)
         session.commit()
         grant_id = grant.id
-    worker = tasks.ExpiryWorker(services, interval=0.05)
-    worker.start()
-    try:
-        for _ in range(100):
-            with services.sessions() as session:
-                if session.get(Grant, grant_id).state == "expired":  # type: ignore[union-attr]
-                    break
-            threading.Event().wait(0.05)
-    finally:
-        worker.stop()
+    epoch = datetime.fromtimestamp(0, UTC)
+    periodic = len(registry.periodic_tasks())  # expiry (and whatever areas add)
+    assert schedule_periodic(services.sessions, services.settings, since=epoch) == periodic
+    assert schedule_periodic(services.sessions, services.settings, since=epoch) == 0  # slot taken
+    # a worker started during this slot leaves it to the next one (the old timer's first wait)
+    assert schedule_periodic(services.sessions, services.settings, since=utcnow()) == 0
+    services.jobs.work(burst=True)
     with services.sessions() as session:
         assert session.get(Grant, grant_id).state == "expired"  # type: ignore[union-attr]
+        done = jobs.latest_job(session, tasks.EXPIRY_TASK, "")
+        assert done is not None and done.state == "succeeded"

@@ -6,9 +6,12 @@ import shutil
 from pathlib import Path
 
 from prometheus_client import REGISTRY
+from sqlalchemy import update
 
 from ringfence.db import transaction
 from ringfence.distribution.tasks import compute_pending
+from ringfence.jobs.models import Job
+from ringfence.jobs.services import report_depths
 from ringfence.mail import services as mail
 from ringfence.mail.messages import Message
 from ringfence.wiring import Services
@@ -59,10 +62,14 @@ def test_the_manifest_queue_reports_its_depth_and_failures(
     services: Services, tmp_path: Path
 ) -> None:
     make_world(services, write_tiny_model(tmp_path / "tiny"))
-    compute_pending(services, limit=0)
+    with services.sessions() as session:
+        assert report_depths(session)["manifests"] == 1  # the grant queued its manifest's job
     assert value("ringfence_job_queue_depth", queue="manifests") == 1
     failures = value("ringfence_job_failures_total", job="manifest")
-    shutil.rmtree(services.settings.blob_dir)  # the release's bytes are gone: the job fails
+    shutil.rmtree(services.settings.blob_dir)  # the release's bytes are gone: the pass fails
     assert compute_pending(services) == 0
     assert value("ringfence_job_failures_total", job="manifest") - failures == 1
+    with transaction(services.sessions) as session:
+        session.execute(update(Job).values(state="succeeded"))
+        assert report_depths(session)["manifests"] == 0
     assert value("ringfence_job_queue_depth", queue="manifests") == 0
