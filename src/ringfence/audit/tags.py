@@ -83,6 +83,23 @@ class EventTag:
     class Tracing(StrEnum):
         TraceRun = "tracing:trace:run"
 
+    @unique
+    class Downstream(StrEnum):
+        DerivativeRegistered = "downstream:derivative:registered"
+        LineageChecked = "downstream:lineage:checked"
+        BaseNarrowedNoticed = "downstream:derivative:noticed"
+        DerivativeCapped = "downstream:derivative:capped"
+        ScheduleStepPlanned = "downstream:schedule:planned"
+        ScheduleStepTaken = "downstream:schedule:taken"
+        ScheduleStepHeld = "downstream:schedule:held"
+
+    @unique
+    class Webhooks(StrEnum):
+        SubscriptionAdded = "webhooks:subscription:added"
+        SubscriptionRemoved = "webhooks:subscription:removed"
+        DeliveryFailed = "webhooks:delivery:failed"
+        RedeliveryRequested = "webhooks:delivery:redelivery_requested"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -92,6 +109,8 @@ AuditTag = (
     | EventTag.Fingerprint
     | EventTag.Distribution
     | EventTag.Tracing
+    | EventTag.Downstream
+    | EventTag.Webhooks
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -101,4 +120,6 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Fingerprint,
     EventTag.Distribution,
     EventTag.Tracing,
+    EventTag.Downstream,
+    EventTag.Webhooks,
 )

@@ -44,6 +44,8 @@ AREAS = (
     "distribution",
     "tracing",
     "operations",
+    "downstream",
+    "webhooks",
 )
 
 
