@@ -65,6 +65,9 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "links": ("Signed download links.", ("distribution",)),
     "manifests": ("Signed per-recipient manifests.", ("distribution",)),
+    "derivatives": ("Models built on releases, and their lineage.", ("downstream",)),
+    "schedule": ("Staged release schedules: planned widenings.", ("downstream",)),
+    "webhooks": ("Signed webhooks and their deliveries.", ("downstream",)),
 }
 
 
