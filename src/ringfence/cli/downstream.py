@@ -34,7 +34,9 @@ def _when(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a date", hint="e.g. 2027-03-01 or 2027-03-01T09:00Z")
+        raise InvalidInput(
+            f"{text!r} is not a date", hint="e.g. 2027-03-01 or 2027-03-01T09:00Z"
+        ) from None
     # A bare date or time is UTC, as every time ringfence shows.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
