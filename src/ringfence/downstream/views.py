@@ -17,6 +17,7 @@ from ringfence.catalogue.models import Release
 from ringfence.downstream import derivatives, lineage, transparency
 from ringfence.downstream.derivatives import Registration
 from ringfence.downstream.models import RELATIONS, Derivative
+from ringfence.downstream.tasks import lifespan
 from ringfence.errors import InvalidInput
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.pages import redirect, render
@@ -29,7 +30,8 @@ from ringfence.web.security import (
 )
 from ringfence.webhooks import services as webhooks
 
-router = APIRouter()
+# The area's background passes (schedule steps, webhook deliveries) run while the app serves.
+router = APIRouter(lifespan=lifespan)
 
 #: a page or image anyone may cache briefly; it names no one
 _PUBLIC_CACHE = {"Cache-Control": "public, max-age=60"}
