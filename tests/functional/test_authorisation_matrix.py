@@ -561,6 +561,9 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("GET", "/models/{name}/{version}/lineage"): Entry(release_page, per_circle=True),
     ("GET", "/models/{name}/{version}/lineage.svg"): Entry(release_page, per_circle=True),
     ("GET", "/derivatives"): Entry(signed_in),
+    # one's requests with their timelines; reviewers choose how they hear of new ones
+    ("GET", "/account/requests"): Entry(signed_in),
+    ("POST", "/account/review-notices"): Entry(browser_with_role(*REVIEWERS), body=_form(mode="")),
     ("POST", "/derivatives"): Entry(verified_browser, body=_form(name="")),
     ("POST", "/api/v1/derivatives"): Entry(
         token("download"), body=_form(name="", relation="finetune", base="m-research@1.0")

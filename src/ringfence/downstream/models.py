@@ -70,3 +70,14 @@ class ScheduleStep(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     release: Mapped[Release] = relationship()
+
+
+class ReviewerNotice(Base):
+    """How a reviewer hears of new requests: each (soon after), daily (a digest) or off."""
+
+    __tablename__ = "reviewer_notices"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8), default="each")
+    #: requests that arrived after this were not yet told of
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,5 @@
-"""Scheduled downstream work while the web app serves: webhook deliveries and schedule steps.
+"""Scheduled downstream work while the web app serves: schedule steps, reviewers' notices of
+new requests, webhook deliveries.
 
 Each server process runs one `DownstreamWorker` (settings.downstream_interval_s; 0: none, as
 when a job queue runs `webhooks.services.deliver_due` and `schedules.run_due` instead). Passes
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ringfence.downstream import schedules
+from ringfence.downstream import requests, schedules
 from ringfence.operations import metrics
 from ringfence.webhooks import services as webhooks
 from ringfence.wiring import Services
@@ -43,7 +44,11 @@ class DownstreamWorker:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            for name, job in (("schedule", schedules.run_due), ("webhooks", webhooks.deliver_due)):
+            for name, job in (
+                ("schedule", schedules.run_due),
+                ("review-notices", requests.notify_reviewers),
+                ("webhooks", webhooks.deliver_due),
+            ):
                 try:
                     job(self.services)
                 except Exception:  # the next pass tries again; the server keeps serving

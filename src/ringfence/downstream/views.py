@@ -15,6 +15,7 @@ from ringfence.access.circles import visible_release
 from ringfence.accounts.models import User
 from ringfence.catalogue.models import Release
 from ringfence.downstream import derivatives, lineage, transparency
+from ringfence.downstream import requests as request_notices
 from ringfence.downstream.derivatives import Registration
 from ringfence.downstream.models import RELATIONS, Derivative
 from ringfence.downstream.tasks import lifespan
@@ -201,3 +202,37 @@ def derivative_out(derivative: Derivative) -> dict[str, Any]:
         "weights_sha256": derivative.weights_sha256,
         "url": derivative.url,
     }
+
+
+@router.get("/account/requests", response_class=HTMLResponse, include_in_schema=False)
+def my_requests(
+    request: Request,
+    user: User = Depends(page_user(Permission.ACCOUNT)),
+    session: Session = Depends(db_session),
+) -> Response:
+    """One's requests, each with its timeline; reviewers also choose how they hear of new ones."""
+    lifetime = get_services(request).settings.request_lifetime_days
+    return render(
+        request,
+        "downstream/requests.html",
+        {
+            "timelines": request_notices.timelines(session, user, lifetime_days=lifetime),
+            "reviewer": user.role in request_notices.REVIEWER_ROLES,
+            "mode": request_notices.notice_mode(session, user),
+            "modes": request_notices.MODES,
+        },
+    )
+
+
+@router.post(
+    "/account/review-notices", dependencies=[Depends(verify_csrf)], include_in_schema=False
+)
+def set_review_notices(
+    mode: str = Form(""),
+    user: User = Depends(page_user(Permission.REVIEW)),
+    session: Session = Depends(db_session),
+) -> Response:
+    """Hear of new requests each time, as a daily digest, or not at all (reviewers)."""
+    request_notices.set_notice_mode(session, user, mode)
+    session.commit()
+    return redirect("/account/requests", "saved")

@@ -194,3 +194,11 @@ def schedule_step(
         "reason": reason.rstrip("."),
         "base_url": base_url,
     }
+
+
+@_message("requests-waiting")
+def requests_waiting(
+    *, count: int, releases: list[tuple[str, int]], digest: bool, base_url: str
+) -> dict[str, Any]:
+    """New requests wait for a reviewer (soon after they arrive, or as a daily digest)."""
+    return {"count": count, "releases": releases, "digest": digest, "base_url": base_url}

@@ -44,10 +44,10 @@ OUTSIDE_TYPES = ("circle.changed", "licence.changed")
 #: payload keys a message may carry, per event type (counts and circles, never addresses)
 _KEEP: dict[str, tuple[str, ...]] = {
     "circle.changed": ("from", "to", "reason", "revoked"),
-    "licence.changed": ("licence", "from", "to"),
-    "access.requested": ("request_id", "state"),
-    "access.approved": ("request_ids", "count"),
-    "access.rejected": ("request_ids", "count"),
+    "licence.changed": ("from", "to", "licence"),
+    "access.requested": ("request_id", "via"),
+    "access.approved": ("request_id",),
+    "access.rejected": ("request_id",),
     "access.revoked": ("request_ids", "grant_id", "reason"),
     "trace.completed": ("exact_match", "recipients_scored"),
 }

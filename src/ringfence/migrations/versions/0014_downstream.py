@@ -1,5 +1,5 @@
 """Downstream: derivatives and their bases, staged release schedules, webhook subscriptions
-and their durable delivery queue.
+and their durable delivery queue, reviewers' notice preferences.
 
 Revision ID: 0014
 Revises: 0009
@@ -19,6 +19,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "reviewer_notices",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("mode", sa.String(length=8), nullable=False),
+        sa.Column("last_sent_at", ringfence.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_reviewer_notices_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_reviewer_notices")),
+    )
     op.create_table(
         "derivatives",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -145,6 +155,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("reviewer_notices")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_subscription_id"))
         batch_op.drop_index("ix_webhook_deliveries_due")
