@@ -161,3 +161,23 @@ def test_backoff_doubles_and_failure_is_final(world: Services, receiver: Receive
             select(AuditEvent).where(AuditEvent.tag == "webhooks:delivery:failed")
         ).one()
     assert failed.payload["attempts"] == webhooks.MAX_ATTEMPTS
+
+
+def test_a_base_licence_change_mails_owners_and_signs(
+    world: Services, smtp_server: tuple[int, Inbox], receiver: Receiver
+) -> None:
+    from ringfence.access.licences import install_research_licence, set_release_licence
+
+    services, inbox = world, smtp_server[1]
+    with transaction(services.sessions) as session:
+        licence = install_research_licence(session, actor="test")
+        base = catalogue.get_release(session, "base@1.0")
+        set_release_licence(session, base, licence, actor="admin@lab.example", base_url="")
+    services.mailer.deliver_pending(services.sessions)
+    webhooks.deliver_due(services, utcnow())
+    mail = inbox.to("ada@uni.example")[-1]
+    assert "The licence of base@1.0, the base of ada/chat, changed" in mail["Subject"]
+    assert licence.ref in inbox.last_body("ada@uni.example")
+    [message] = receiver.at("/ada")
+    assert message.verified and message.payload["type"] == "licence.changed"
+    assert message.payload["data"]["to"] == licence.ref

@@ -3,17 +3,22 @@
 - a listener: when a release narrows, every derivative's owner is mailed, and a derivative
   that ringfence hosts is narrowed to its base's circle at once (which notifies *its*
   derivatives in turn); webhooks follow from the audit events these write;
-- a hold: a hosted derivative may not widen beyond the narrowest circle of its bases.
+- a hold: a hosted derivative may not widen beyond the narrowest circle of its bases;
+- on a base's licence change (its audit event, as webhooks follow them), owners are mailed.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from ringfence.access import circles, hooks
+from ringfence.audit.models import AuditEvent
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
-from ringfence.catalogue.models import Release
+from ringfence.catalogue.models import Model, Release
 from ringfence.downstream import derivatives
 from ringfence.mail import messages
 from ringfence.mail import services as mail
@@ -80,6 +85,42 @@ def within_bases(session: Session, release: Release, circle: str) -> list[hooks.
         for base in derivative.bases
         if circles.rank(base.circle) < circles.rank(circle)
     ]
+
+
+def licence_changed(session: Session, audit: AuditEvent) -> int:
+    """Mail the owners of the derivatives of the release whose licence `audit` records."""
+    name, _, version = audit.subject.removeprefix("release:").rpartition("@")
+    release = session.scalars(
+        select(Release).join(Model).where(Model.name == name, Release.version == version)
+    ).first()
+    if release is None:
+        return 0
+    found = derivatives.derivatives_of(session, release)
+    payload = audit.payload or {}
+    for derivative in found:
+        mail.queue(
+            session,
+            derivative.owner.email,
+            messages.base_licence_changed(
+                base=release.ref,
+                derivative=derivative.name,
+                licence=str(payload.get("to")),
+                before=payload.get("from"),
+            ),
+        )
+    return len(found)
+
+
+@event.listens_for(Session, "before_flush")
+def _licence_audited(session: Session, flush_context: Any, instances: Any) -> None:
+    new = [
+        obj
+        for obj in session.new
+        if isinstance(obj, AuditEvent) and obj.tag == str(EventTag.Access.ReleaseLicenceChanged)
+    ]
+    with session.no_autoflush:  # the lookups must not flush the half-built unit of work
+        for audit in new:
+            licence_changed(session, audit)
 
 
 hooks.register_listener("downstream", base_narrowed)

@@ -202,3 +202,11 @@ def requests_waiting(
 ) -> dict[str, Any]:
     """New requests wait for a reviewer (soon after they arrive, or as a daily digest)."""
     return {"count": count, "releases": releases, "digest": digest, "base_url": base_url}
+
+
+@_message("base-licence-changed")
+def base_licence_changed(
+    *, base: str, derivative: str, licence: str, before: str | None
+) -> dict[str, Any]:
+    """A derivative's base release names a new licence."""
+    return {"base": base, "derivative": derivative, "licence": licence, "before": before}
