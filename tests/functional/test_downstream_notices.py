@@ -181,3 +181,43 @@ def test_a_base_licence_change_mails_owners_and_signs(
     [message] = receiver.at("/ada")
     assert message.verified and message.payload["type"] == "licence.changed"
     assert message.payload["data"]["to"] == licence.ref
+
+
+def test_delivery_log_page_redelivers(world: Services, receiver: Receiver) -> None:
+    import hashlib
+    import hmac
+
+    from fastapi.testclient import TestClient
+
+    from ringfence.accounts.models import User
+    from ringfence.accounts.services import start_session
+    from ringfence.web.app import create_app
+
+    services = world
+    with transaction(services.sessions) as session:
+        circles.set_circle(
+            session, catalogue.get_release(session, "chat@1.0"), "partners", actor="admin"
+        )
+    assert webhooks.deliver_due(services, utcnow()) == 1
+    with transaction(services.sessions) as session:
+        admin = session.scalars(select(User).where(User.role == "admin")).one()
+        cookie = start_session(session, admin, ip=None, user_agent=None)
+        delivery_id = session.scalars(select(Delivery.id)).one()
+    csrf = hmac.new(services.secrets.derive("web:csrf"), cookie.encode(), hashlib.sha256)
+    headers = {"Cookie": f"rf_session={cookie}"}
+    with TestClient(create_app(services), follow_redirects=False) as client:
+        page = client.get("/admin/webhooks", headers=headers)
+        assert page.status_code == 200
+        assert page.text.count('data-testid="delivery"') == 1 and "delivered" in page.text
+        assert f"{receiver.url}/lab" in page.text
+        r = client.post(
+            "/admin/webhooks/redeliver",
+            headers={**headers, "X-CSRF-Token": csrf.hexdigest()},
+            data={"delivery": str(delivery_id)},
+        )
+        assert r.status_code == 303, r.text
+    assert webhooks.deliver_due(services, utcnow()) == 1
+    assert len(receiver.at("/lab")) == 2
+    assert (
+        receiver.at("/lab")[0].headers["webhook-id"] == receiver.at("/lab")[1].headers["webhook-id"]
+    )
