@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,14 +21,16 @@ from ringfence.audit.tags import EventTag
 from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction, utcnow
 from ringfence.downstream import schedules
+from ringfence.settings import Settings
 from ringfence.web.app import create_app
-from ringfence.wiring import Services
+from ringfence.wiring import Services, build
 from tests.conftest import TINY_CODE, write_tiny_model
 from tests.fixtures_access import make_release, make_user
 from tests.fixtures_downstream import finetune
 from tests.live import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.shared_database
 
 
 @dataclass
@@ -41,12 +43,21 @@ class World:
     tuned: Path  # a fine-tune of base@1.0
     unrelated: Path  # weights from no release at all
     other_tuned: Path  # a fine-tune of other@1.0
+    registered: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
-@pytest.fixture
-def world(services: Services, tmp_path: Path) -> Iterator[World]:
-    base_dir = write_tiny_model(tmp_path / "base", seed=0)
-    other_dir = write_tiny_model(tmp_path / "other", seed=5)
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[World]:
+    """One world per backend: two published releases, an in-house one, Ada's grant, two
+    traces, a planned widening, and Ada's three derivatives registered through the API."""
+    home = tmp_path_factory.mktemp("downstream-pages")
+    services = build(Settings(home=home, database_url=module_database_url))
+    services.prepare()
+    models = tmp_path_factory.mktemp("downstream-models")
+    base_dir = write_tiny_model(models / "base", seed=0)
+    other_dir = write_tiny_model(models / "other", seed=5)
     with transaction(services.sessions) as session:
         catalogue.init_organisation(session, "lab")
         for name, directory in (("base", base_dir), ("other", other_dir)):
@@ -76,14 +87,16 @@ def world(services: Services, tmp_path: Path) -> Iterator[World]:
         record(session, EventTag.Tracing.TraceRun, actor="t", subject="release:base@1.0")
         schedules.plan(session, base, "public", utcnow() + timedelta(days=90), actor="test")
     with TestClient(create_app(services)) as client:
-        yield World(
+        world = World(
             services,
             client,
             token,
-            finetune(base_dir, tmp_path / "tuned" / "a"),
-            write_tiny_model(tmp_path / "unrelated", seed=9) / "model.safetensors",
-            finetune(other_dir, tmp_path / "tuned" / "b"),
+            finetune(base_dir, models / "tuned" / "a"),
+            write_tiny_model(models / "unrelated", seed=9) / "model.safetensors",
+            finetune(other_dir, models / "tuned" / "b"),
         )
+        world.registered = _register_all(world)
+        yield world
 
 
 def _register(world: World, name: str, weights: Path) -> dict[str, object]:
@@ -99,19 +112,23 @@ def _register(world: World, name: str, weights: Path) -> dict[str, object]:
     return body
 
 
-def _register_all(world: World) -> None:
-    assert _register(world, "ada/good", world.tuned / "model.safetensors")["lineage"] == "verified"
-    wrong = _register(world, "ada/not-from-base", world.unrelated)
-    assert wrong["lineage"] == "unverified", wrong
-    other = _register(world, "ada/from-other", world.other_tuned / "model.safetensors")
-    assert other["lineage"] == "unverified"
-    assert "other@1.0" in str(other["lineage_note"]) and "not the declared base" in str(
-        other["lineage_note"]
-    )
+def _register_all(world: World) -> dict[str, dict[str, object]]:
+    return {
+        "ada/good": _register(world, "ada/good", world.tuned / "model.safetensors"),
+        "ada/not-from-base": _register(world, "ada/not-from-base", world.unrelated),
+        "ada/from-other": _register(
+            world, "ada/from-other", world.other_tuned / "model.safetensors"
+        ),
+    }
 
 
 def test_lineage_is_checked_against_the_weights(world: World) -> None:
-    _register_all(world)
+    registered = world.registered
+    assert registered["ada/good"]["lineage"] == "verified", registered["ada/good"]
+    assert registered["ada/not-from-base"]["lineage"] == "unverified"
+    note = str(registered["ada/from-other"]["lineage_note"])
+    assert registered["ada/from-other"]["lineage"] == "unverified"
+    assert "other@1.0" in note and "not the declared base" in note
     page = world.client.get("/models/base/1.0/lineage")
     assert page.status_code == 200
     assert page.text.count('data-testid="derivative-row"') == 3
@@ -153,7 +170,6 @@ def test_transparency_counts_never_names(world: World) -> None:
 def test_transparency_and_lineage_in_a_browser(world: World) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    _register_all(world)
     with serve(create_app(world.services)) as base_url, sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
