@@ -75,6 +75,16 @@ def test_narrowing_a_base_caps_mails_and_signs(
     with transaction(services.sessions) as session:
         derivative = derivatives.get_derivative(session, "ada/chat")
         assert derivative.lineage == "verified", derivative.lineage_note
+        # Registered by hash alone: ringfence holds that file (chat's weights), so it checks it.
+        chat = catalogue.get_release(session, "chat@1.0")
+        digest = next(a.sha256 for a in chat.artifacts if a.format == "safetensors")
+        mirror = derivatives.register(
+            services,
+            session,
+            derivative.owner,
+            Registration("ada/chat-mirror", "finetune", ["base@1.0"], weights_sha256=digest),
+        )
+        assert (mirror.lineage, mirror.hosted_release_id) == ("verified", None), mirror.lineage_note
         base = catalogue.get_release(session, "base@1.0")
         circles.set_circle(
             session, base, "partners", reason="risk review", actor="admin@lab.example"
@@ -87,8 +97,14 @@ def test_narrowing_a_base_caps_mails_and_signs(
         tags = list(session.scalars(select(AuditEvent.tag).order_by(AuditEvent.seq)))
     assert "downstream:derivative:capped" in tags
     assert "downstream:derivative:noticed" in tags
-    body = inbox.last_body("ada@uni.example")
-    assert "base@1.0" in body and "partners" in body and "narrowed to the same circle" in body
+    bodies = {
+        " ".join(str(m["Subject"]).split()): str(m.get_payload(decode=True).decode())
+        for m in inbox.to("ada@uni.example")
+    }
+    hosted = bodies["base@1.0, the base of ada/chat, was narrowed to the partners circle"]
+    assert "ringfence hosts ada/chat, so it was narrowed to the same circle at once" in hosted
+    mirror = bodies["base@1.0, the base of ada/chat-mirror, was narrowed to the partners circle"]
+    assert "Your own releases of ada/chat-mirror should follow" in mirror
 
     # Ada's endpoint: the base's circle change, signed and verified, with no one's address.
     ada = receiver.at("/ada")
