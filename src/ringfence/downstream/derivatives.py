@@ -27,8 +27,6 @@ from ringfence.catalogue.models import Artifact, Release
 from ringfence.catalogue.services import get_release, list_releases
 from ringfence.downstream.models import RELATIONS, Derivative, DerivativeBase
 from ringfence.errors import Conflict, InvalidInput, NotFound, RingfenceError
-from ringfence.tracing.match import identify_release
-from ringfence.tracing.suspect import file_sha256, open_suspect
 from ringfence.wiring import Services
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
@@ -82,6 +80,8 @@ def register(
 ) -> Derivative:
     """Record `owner`'s derivative of releases they may see; check its lineage where weights
     show. `by`: who registers it, when not the owner (the lab's people, for hosted ones)."""
+    from ringfence.tracing.suspect import file_sha256
+
     by = by or owner
     reg = _check(registration)
     bases = [visible_release(session, ref, owner) for ref in reg.bases]
@@ -154,6 +154,10 @@ def check_lineage(
     actor: str,
 ) -> str:
     """Set and audit the derivative's lineage from its weights: verified, unverified, declared."""
+    # Imported here: every process loads this module (its circle listener), few check weights.
+    from ringfence.tracing.match import identify_release
+    from ringfence.tracing.suspect import open_suspect
+
     stored = None if weights else _stored_weights(services, session, derivative)
     if weights is None and stored is None:
         derivative.lineage, derivative.lineage_note = "declared", "no weights to check against"
