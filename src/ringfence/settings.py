@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     #: (configs, tokenizers, cards) then leave through nginx's sendfile via X-Accel-Redirect;
     #: empty: the server sends them itself (see deploy/nginx/ringfence.conf)
     accel_redirect: str = ""
+    #: development and tests only: let webhooks of people outside the lab use plain http and
+    #: private addresses (otherwise https to a public address only; admins' are never limited)
+    webhooks_allow_insecure: bool = False
+    #: how often each server process delivers due webhooks and takes due schedule steps
+    #: (seconds; 0 turns the background thread off, e.g. when a job queue runs them)
+    downstream_interval_s: float = 30.0
 
     @property
     def resolved_database_url(self) -> str:

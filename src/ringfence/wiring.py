@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -10,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ringfence.datadir import private_dir, tighten
-from ringfence.db import make_engine, make_sessionmaker, migrate
+from ringfence.db import make_engine, make_sessionmaker, migrate, utcnow
 from ringfence.secrets import LocalSecretStore, SecretStore
 from ringfence.settings import Settings
 from ringfence.storage import BlobStore
@@ -26,6 +28,15 @@ class Services:
     """Everything the CLI and the web app need, built once from settings."""
 
     settings: Settings
+    #: what time it is for scheduled work (staged widenings, webhook retries); tests set it
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def __post_init__(self) -> None:
+        # Every table, and every area's listeners and hold providers, in every process that
+        # works on the database (a narrowing from the CLI notifies as one from the web does).
+        from ringfence.models import load_all
+
+        load_all()
 
     @cached_property
     def engine(self) -> Engine:

@@ -558,6 +558,27 @@ TABLE: dict[tuple[str, str], Entry] = {
     # (the world's job is no failed one: the retry is refused as a conflict, past the rule)
     ("GET", "/admin/jobs"): Entry(browser_with_role("admin", "staff")),
     ("POST", "/admin/jobs/{job_id}/retry"): Entry(browser_with_role("admin")),
+    # downstream: the transparency report is public (counts, never names); a lineage graph is
+    # seen by whoever sees its release; one's own derivatives (an empty name is refused after
+    # authorisation, so nothing is registered)
+    ("GET", "/transparency"): Entry(anyone),
+    ("GET", "/transparency.json"): Entry(anyone),
+    ("GET", "/models/{name}/{version}/lineage"): Entry(release_page, per_circle=True),
+    ("GET", "/models/{name}/{version}/lineage.svg"): Entry(release_page, per_circle=True),
+    ("GET", "/derivatives"): Entry(signed_in),
+    # one's requests with their timelines; reviewers choose how they hear of new ones
+    ("GET", "/account/requests"): Entry(signed_in),
+    ("POST", "/account/review-notices"): Entry(browser_with_role(*REVIEWERS), body=_form(mode="")),
+    ("POST", "/derivatives"): Entry(verified_browser, body=_form(name="")),
+    ("POST", "/api/v1/derivatives"): Entry(
+        token("download"), body=_form(name="", relation="finetune", base="m-research@1.0")
+    ),
+    # webhooks: the admins' page (an empty URL or delivery is refused after authorisation)
+    ("GET", "/admin/webhooks"): Entry(browser_with_role("admin")),
+    ("POST", "/admin/webhooks"): Entry(browser_with_role("admin"), body=_form(url="")),
+    ("POST", "/admin/webhooks/redeliver"): Entry(
+        browser_with_role("admin"), body=_form(delivery="")
+    ),
 }
 
 

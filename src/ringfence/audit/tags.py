@@ -87,6 +87,22 @@ class EventTag:
     class Jobs(StrEnum):
         JobRetried = "jobs:job:retried"
 
+    class Downstream(StrEnum):
+        DerivativeRegistered = "downstream:derivative:registered"
+        LineageChecked = "downstream:lineage:checked"
+        BaseNarrowedNoticed = "downstream:derivative:noticed"
+        DerivativeCapped = "downstream:derivative:capped"
+        ScheduleStepPlanned = "downstream:schedule:planned"
+        ScheduleStepTaken = "downstream:schedule:taken"
+        ScheduleStepHeld = "downstream:schedule:held"
+
+    @unique
+    class Webhooks(StrEnum):
+        SubscriptionAdded = "webhooks:subscription:added"
+        SubscriptionRemoved = "webhooks:subscription:removed"
+        DeliveryFailed = "webhooks:delivery:failed"
+        RedeliveryRequested = "webhooks:delivery:redelivery_requested"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -97,6 +113,8 @@ AuditTag = (
     | EventTag.Distribution
     | EventTag.Tracing
     | EventTag.Jobs
+    | EventTag.Downstream
+    | EventTag.Webhooks
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -107,4 +125,6 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Distribution,
     EventTag.Tracing,
     EventTag.Jobs,
+    EventTag.Downstream,
+    EventTag.Webhooks,
 )

@@ -69,6 +69,9 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Run background jobs (manifests, expiry...) until stopped; any number may run at once.",
         ("jobs",),
     ),
+    "derivatives": ("Models built on releases, and their lineage.", ("downstream",)),
+    "schedule": ("Staged release schedules: planned widenings.", ("downstream",)),
+    "webhooks": ("Signed webhooks and their deliveries.", ("downstream",)),
 }
 
 

@@ -158,3 +158,55 @@ def grant_expired(*, release: str, release_url: str) -> dict[str, Any]:
 def licence_changed(*, release: str, title: str, licence: str, release_url: str) -> dict[str, Any]:
     """A release names a new licence; holders accept it before downloading again."""
     return {"release": release, "title": title, "licence": licence, "release_url": release_url}
+
+
+@_message("base-narrowed")
+def base_narrowed(
+    *,
+    base: str,
+    derivative: str,
+    before: str,
+    circle: str,
+    reason: str,
+    capped: bool,
+) -> dict[str, Any]:
+    """A derivative's base release was narrowed; a hosted derivative was capped with it."""
+    return {
+        "base": base,
+        "derivative": derivative,
+        "before": before,
+        "circle": circle,
+        "reason": reason.rstrip("."),
+        "capped": capped,
+    }
+
+
+@_message("schedule-step")
+def schedule_step(
+    *, release: str, circle: str, due: str, taken: bool, reason: str, base_url: str
+) -> dict[str, Any]:
+    """A planned widening happened, or was held (to the lab's admins)."""
+    return {
+        "release": release,
+        "circle": circle,
+        "due": due,
+        "taken": taken,
+        "reason": reason.rstrip("."),
+        "base_url": base_url,
+    }
+
+
+@_message("requests-waiting")
+def requests_waiting(
+    *, count: int, releases: list[tuple[str, int]], digest: bool, base_url: str
+) -> dict[str, Any]:
+    """New requests wait for a reviewer (soon after they arrive, or as a daily digest)."""
+    return {"count": count, "releases": releases, "digest": digest, "base_url": base_url}
+
+
+@_message("base-licence-changed")
+def base_licence_changed(
+    *, base: str, derivative: str, licence: str, before: str | None
+) -> dict[str, Any]:
+    """A derivative's base release names a new licence."""
+    return {"base": base, "derivative": derivative, "licence": licence, "before": before}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -149,12 +149,19 @@ def _match_by_content(
 
 
 def identify_release(
-    services: Services, session: Session, suspect: Suspect
+    services: Services,
+    session: Session,
+    suspect: Suspect,
+    candidates: Sequence[Release] | None = None,
 ) -> tuple[Release, float]:
-    """The catalogued release whose weights the suspect's are closest to (aligned correlation)."""
+    """The catalogued release whose weights the suspect's are closest to (aligned correlation).
+
+    `candidates` limits the search (default: every release); lineage checks leave out the
+    derivative's own hosted release, which would match itself.
+    """
     best: tuple[float, Release | None] = (-1.0, None)
     suspect_2d = {n: suspect.shape(n) for n in suspect.names() if len(suspect.shape(n)) == 2}
-    for summary in list_releases(session):
+    for summary in list_releases(session) if candidates is None else candidates:
         release = get_release(session, summary.ref)
         weights = [a for a in release.artifacts if a.format in ("safetensors", "gguf")]
         originals = {

@@ -45,6 +45,8 @@ AREAS = (
     "tracing",
     "jobs",
     "operations",
+    "downstream",
+    "webhooks",
 )
 
 

@@ -65,6 +65,8 @@ class Permission(StrEnum):
     ACCOUNT = "account"
     #: create and revoke API tokens
     TOKENS = "tokens"
+    #: register one's own derivatives of releases (and their webhooks)
+    DERIVE = "derive"
     #: read and decide access requests
     REVIEW = "review"
     #: the lab's decisions: circles, licences, users, institutions, NDAs, audit, traces
@@ -94,6 +96,8 @@ RULES: dict[Permission, Rule] = {
     Permission.ACCOUNT: Rule(None, None, verified=False),
     # A token never mints or revokes tokens: a leaked one cannot widen or entrench itself.
     Permission.TOKENS: Rule(None, None, verified=True),
+    # A write about oneself, as asking for a release is: the download scope, not read.
+    Permission.DERIVE: Rule("download", None, verified=True),
     Permission.REVIEW: Rule("admin", ("admin", "reviewer"), verified=True, two_factor=True),
     Permission.ADMIN: Rule("admin", ("admin",), verified=True, two_factor=True),
     # Staff read how the lab's background work goes; retrying a job is an admin's decision.

@@ -13,6 +13,7 @@ from typing import Any
 TESTS = Path(__file__).resolve().parents[2]
 HERE = "functional/cli"
 
+DOWNSTREAM = "functional/test_downstream_schedule.py"
 #: command -> the test files (under tests/) that run it through the CLI
 COVERED: dict[str, tuple[str, ...]] = {
     "audit list": (f"{HERE}/test_audit.py",),
@@ -71,6 +72,15 @@ COVERED: dict[str, tuple[str, ...]] = {
     "users set": (f"{HERE}/test_access.py",),
     "users two-factor-reset": ("functional/test_two_factor.py", f"{HERE}/test_access.py"),
     "verify": ("functional/test_distribution_client.py",),
+    # downstream (derivatives, staged schedules, webhooks)
+    "derivatives add": (DOWNSTREAM,),
+    "derivatives list": (DOWNSTREAM,),
+    "schedule add": (DOWNSTREAM,),
+    "schedule list": (DOWNSTREAM,),
+    "schedule run": (DOWNSTREAM,),
+    "webhooks add": (DOWNSTREAM,),
+    "webhooks deliver": (DOWNSTREAM,),
+    "webhooks list": (DOWNSTREAM,),
 }
 
 
