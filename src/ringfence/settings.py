@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     #: development and tests only: let webhooks of people outside the lab use plain http and
     #: private addresses (otherwise https to a public address only; admins' are never limited)
     webhooks_allow_insecure: bool = False
-    #: how often each server process delivers due webhooks and takes due schedule steps
-    #: (seconds; 0 turns the background thread off, e.g. when a job queue runs them)
+    #: how often due webhooks are delivered, due schedule steps taken and reviewers told of
+    #: new requests (seconds; periodic jobs on the job queue)
     downstream_interval_s: float = 30.0
 
     @property

@@ -18,7 +18,6 @@ from ringfence.downstream import derivatives, lineage, transparency
 from ringfence.downstream import requests as request_notices
 from ringfence.downstream.derivatives import Registration
 from ringfence.downstream.models import RELATIONS, Derivative
-from ringfence.downstream.tasks import lifespan
 from ringfence.errors import InvalidInput
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.pages import redirect, render
@@ -31,8 +30,7 @@ from ringfence.web.security import (
 )
 from ringfence.webhooks import services as webhooks
 
-# The area's background passes (schedule steps, webhook deliveries) run while the app serves.
-router = APIRouter(lifespan=lifespan)
+router = APIRouter()
 
 #: a page or image anyone may cache briefly; it names no one
 _PUBLIC_CACHE = {"Cache-Control": "public, max-age=60"}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ringfence.wiring import Services
 
 #: the areas whose `tasks` module declares jobs (imported by `load_tasks`)
-TASK_AREAS = ("access", "distribution", "mail", "gates", "webhooks", "schedules", "incidents")
+TASK_AREAS = ("access", "distribution", "mail", "gates", "downstream", "webhooks", "incidents")
 
 
 class Progress(Protocol):

@@ -22,7 +22,8 @@ def test_both_backends_implement_the_job_queue(services: Services) -> None:
 def test_the_areas_tasks_are_registered_with_their_schedules() -> None:
     tasks = registry.load_tasks()
     assert tasks["distribution.manifest"].queue == "manifests"
-    assert "access.expire" in {t.name for t in registry.periodic_tasks()}
+    periodic = {t.name for t in registry.periodic_tasks()}
+    assert {"access.expire", "downstream.schedule", "webhooks.deliver"} <= periodic
     with pytest.raises(InvalidInput, match=r"no background task 'distribution\.manifets'"):
         registry.get_task("distribution.manifets")
 
