@@ -83,6 +83,19 @@ class EventTag:
     class Tracing(StrEnum):
         TraceRun = "tracing:trace:run"
 
+    @unique
+    class Incident(StrEnum):
+        Opened = "incident:incident:opened"
+        Closed = "incident:incident:closed"
+        EvidenceAdded = "incident:evidence:added"
+        TraceAttached = "incident:trace:attached"
+        EndpointAttributed = "incident:endpoint:attributed"
+        ActionTaken = "incident:action:taken"
+        NoticeDrafted = "incident:notice:drafted"
+        NoticeEdited = "incident:notice:edited"
+        NoticeSent = "incident:notice:sent"
+        PackExported = "incident:pack:exported"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -92,6 +105,7 @@ AuditTag = (
     | EventTag.Fingerprint
     | EventTag.Distribution
     | EventTag.Tracing
+    | EventTag.Incident
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -101,4 +115,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Fingerprint,
     EventTag.Distribution,
     EventTag.Tracing,
+    EventTag.Incident,
 )

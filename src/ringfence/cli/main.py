@@ -65,6 +65,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "links": ("Signed download links.", ("distribution",)),
     "manifests": ("Signed per-recipient manifests.", ("distribution",)),
+    "incident": ("Leak incidents: evidence, actions, takedown notices.", ("incidents",)),
 }
 
 
