@@ -118,6 +118,47 @@ def trace(
         console.print(f"[red bold]accused[/red bold]: {a['recipient']}")
 
 
+@incident_app.command("attribute")
+def attribute(
+    incident_id: int = ID,
+    endpoint: str = typer.Option(..., "--endpoint", help="Base URL, e.g. https://host/v1"),
+    model: str = typer.Option(..., "--model", help="The model name the endpoint serves."),
+    api_key_env: str = typer.Option(
+        "OPENAI_API_KEY", "--api-key-env", help="The variable holding the endpoint's key."
+    ),
+    release: str | None = typer.Option(None, "--release", metavar="MODEL@VERSION"),
+    budget: int = typer.Option(32, "--budget", help="Most queries to send."),
+    alpha: float = typer.Option(0.01, "--alpha", help="Significance level."),
+    mode: str = typer.Option("auto", "--mode", help="auto, logprobs or text"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Ask an OpenAI-compatible endpoint whether it serves the release (black box)."""
+    import os
+
+    from ringfence.incidents import services as incidents
+
+    svc = services()
+    with transaction(svc.sessions) as session:
+        evidence = incidents.attribute_endpoint(
+            svc,
+            session,
+            incidents.get_incident(session, incident_id),
+            endpoint=endpoint,
+            model=model,
+            api_key=os.environ.get(api_key_env, ""),
+            release_ref=release,
+            budget=budget,
+            alpha=alpha,
+            mode=mode,
+            actor=ACTOR,
+        )
+        report = evidence.payload
+    if as_json:
+        emit(report, as_json=True)
+        return
+    console.print(f"[bold]{report['verdict']}[/bold]: {report['message']}", highlight=False)
+
+
 @incident_app.command("revoke")
 def revoke(
     incident_id: int = ID,

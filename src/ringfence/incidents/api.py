@@ -49,6 +49,18 @@ class SendIn(BaseModel):
     to: str
 
 
+class AttributeIn(BaseModel):
+    """An endpoint to test: its base URL (…/v1), the model name it serves, a key to call it."""
+
+    endpoint: str
+    model: str
+    api_key: str = ""
+    release: str | None = None
+    budget: int = 32
+    alpha: float = 0.01
+    mode: str = "auto"
+
+
 class CloseIn(BaseModel):
     resolution: str
 
@@ -109,6 +121,33 @@ def trace(
             actor=user.email,
             ip=client_ip(request),
         )
+    session.commit()
+    return incidents.evidence_record(evidence)
+
+
+@router.post("/{incident_id}/attribute")
+def attribute(
+    incident_id: int,
+    body: AttributeIn,
+    request: Request,
+    user: User = ADMIN,
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Test whether an OpenAI-compatible endpoint serves the release; attach the report (admin)."""
+    evidence = incidents.attribute_endpoint(
+        get_services(request),
+        session,
+        incidents.get_incident(session, incident_id),
+        endpoint=body.endpoint,
+        model=body.model,
+        api_key=body.api_key,
+        release_ref=body.release,
+        budget=body.budget,
+        alpha=body.alpha,
+        mode=body.mode,
+        actor=user.email,
+        ip=client_ip(request),
+    )
     session.commit()
     return incidents.evidence_record(evidence)
 

@@ -635,3 +635,51 @@ def show(session: Session, incident: Incident) -> dict[str, Any]:
         if incident.notice_sent_at
         else None,
     }
+
+
+def attribute_endpoint(
+    services: Services,
+    session: Session,
+    incident: Incident,
+    *,
+    endpoint: str,
+    model: str,
+    api_key: str = "",
+    release_ref: str | None = None,
+    budget: int = 32,
+    alpha: float = 0.01,
+    mode: str = "auto",
+    actor: str,
+    ip: str | None = None,
+) -> Evidence:
+    """Ask an OpenAI-compatible endpoint whether it serves the release; attach the report."""
+    from ringfence.incidents import attribution
+
+    _require_open(incident)
+    endpoint = _check_text(endpoint, "endpoint", limit=MAX_SOURCE, required=True)
+    if not endpoint.startswith(("http://", "https://")):
+        raise InvalidInput(
+            f"endpoint: an http(s) base URL such as https://host/v1, not {endpoint!r}"
+        )
+    model = _check_text(model, "model", limit=200, required=True)
+    if release_ref:
+        release = get_release(session, release_ref)
+    elif incident.release is not None:
+        release = incident.release
+    else:
+        raise InvalidInput("name the release to test the endpoint against")
+    key = services.secrets.derive(f"incidents:probes:{release.ref}")
+    with attribution.release_directory(services.blobs, release.artifacts) as directory:
+        reference = attribution.load(directory)
+    report = attribution.attribute(
+        reference,
+        key,
+        endpoint=endpoint,
+        model=model,
+        api_key=api_key,
+        budget=budget,
+        alpha=alpha,
+        mode=mode,
+    )
+    report["release"] = release.ref
+    return add_attribution(session, incident, report, actor=actor, ip=ip)

@@ -37,6 +37,7 @@ COVERED: dict[str, tuple[str, ...]] = {
     "grants reject": ("functional/test_access_flows.py",),
     "grants requests": ("functional/test_access_flows.py",),
     "grants revoke": (f"{HERE}/test_access.py",),
+    "incident attribute": ("functional/test_incidents_blackbox.py",),
     "incident close": (f"{HERE}/test_incidents.py",),
     "incident list": (f"{HERE}/test_incidents.py",),
     "incident notice": (f"{HERE}/test_incidents.py",),
