@@ -28,6 +28,7 @@ from ringfence.distribution import manifests
 from ringfence.distribution.client import verify_directory
 from ringfence.errors import IntegrityError
 from ringfence.incidents import pack
+from ringfence.incidents.models import CustodyStep
 from ringfence.incidents.services import blocking_incidents
 from ringfence.web.app import create_app
 from ringfence.wiring import Services
@@ -167,6 +168,14 @@ def test_leak_to_incident_trace_pack_revocation_and_notice(
     ]
     found = [t for t in tags if t.startswith("incident:") or t in expected]
     assert found == expected
+
+    # a custody step altered in the database no longer fits its chain
+    with transaction(services.sessions) as s:
+        step = s.scalars(select(CustodyStep).order_by(CustodyStep.id)).first()
+        assert step is not None
+        step.actor = "someone-else@lab.example"
+    shown = admin.get(f"/api/v1/incidents/{incident}").json()
+    assert [e["custody_intact"] for e in shown["evidence"]][0] is False
 
 
 def test_bad_input_is_one_line_and_leaves_nothing(services: Services, admin: TestClient) -> None:

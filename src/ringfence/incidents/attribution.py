@@ -78,10 +78,14 @@ class LocalModel:
     tokenizer: Any
 
     def __post_init__(self) -> None:
-        vocab = int(self.model.config.vocab_size)
-        self._names = [
-            token_string(self.tokenizer, i) for i in range(min(vocab, len(self.tokenizer)))
-        ]
+        vocab = min(int(self.model.config.vocab_size), len(self.tokenizer))
+        self._names = [token_string(self.tokenizer, i) for i in range(vocab)]
+        ids: dict[str, list[int]] = {}
+        for i, name in enumerate(self._names):
+            ids.setdefault(name, []).append(i)
+        self._unique = [(name, found[0]) for name, found in ids.items() if len(found) == 1]
+        self._shared = [(name, found) for name, found in ids.items() if len(found) > 1]
+        self._unique_ids = np.array([i for _, i in self._unique], dtype=np.int64)
 
     @property
     def vocab(self) -> int:
@@ -102,10 +106,10 @@ class LocalModel:
 
     def named(self, logprobs: np.ndarray) -> dict[str, float]:
         """Logprobs by token string (a string several ids share gets their log-sum-exp)."""
-        out: dict[str, float] = {}
-        for i, name in enumerate(self._names):
-            lp = float(logprobs[i])
-            out[name] = float(np.logaddexp(out[name], lp)) if name in out else lp
+        values = logprobs[self._unique_ids].tolist()
+        out = {name: float(v) for (name, _), v in zip(self._unique, values, strict=True)}
+        for name, found in self._shared:
+            out[name] = float(np.logaddexp.reduce(logprobs[found]))
         return out
 
     def top(self, ids: Sequence[int], k: int = TOP_K) -> dict[str, float]:
