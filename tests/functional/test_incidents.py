@@ -175,7 +175,7 @@ def test_leak_to_incident_trace_pack_revocation_and_notice(
         assert step is not None
         step.actor = "someone-else@lab.example"
     shown = admin.get(f"/api/v1/incidents/{incident}").json()
-    assert [e["custody_intact"] for e in shown["evidence"]][0] is False
+    assert shown["evidence"][0]["custody_intact"] is False
 
 
 def test_bad_input_is_one_line_and_leaves_nothing(services: Services, admin: TestClient) -> None:
