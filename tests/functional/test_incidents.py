@@ -19,6 +19,8 @@ from ringfence.access.circles import set_circle
 from ringfence.access.hooks import WideningHeld
 from ringfence.access.licences import install_research_licence
 from ringfence.access.models import Grant
+from ringfence.accounts.models import User
+from ringfence.accounts.services import start_session
 from ringfence.accounts.tokens import create_token
 from ringfence.audit.models import AuditEvent
 from ringfence.audit.services import verify as verify_chain
@@ -141,6 +143,24 @@ def test_leak_to_incident_trace_pack_revocation_and_notice(
             out.writestr(info, body.replace(b"bob@uni.example", b"eve@uni.example"))
     with pytest.raises(IntegrityError, match=r"incident\.json"):
         pack.verify(tampered.getvalue(), key)
+
+    # the admin's pages show the same evidence pack
+    with transaction(services.sessions) as s:
+        user = s.scalars(select(User).where(User.email == "admin@lab.example")).one()
+        cookie = start_session(s, user, ip=None, user_agent=None)
+    page = admin.get(
+        f"/admin/incidents/{incident}",
+        headers={"Authorization": "", "Cookie": f"rf_session={cookie}"},
+    )
+    assert page.status_code == 200, page.text
+    for seen in ("bob@uni.example", suspect["sha256"], "Chain of custody intact", "grant_revoked"):
+        assert seen in page.text
+    listing = admin.get("/admin/incidents", headers={"Cookie": f"rf_session={cookie}"})
+    assert "https://forum.example/t/1234" in listing.text
+    text_page = admin.get(
+        f"/admin/incidents/{incident}/notice.txt", headers={"Cookie": f"rf_session={cookie}"}
+    )
+    assert "Dear abuse team" in text_page.text
 
     r = admin.post(f"/api/v1/incidents/{incident}/close", json={"resolution": "taken down"})
     assert r.status_code == 200 and r.json()["state"] == "closed"
