@@ -590,6 +590,9 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("POST", "/api/v1/incidents/{incident_id}/trace"): Entry(
         token("admin", roles=("admin",)), body=lambda world, circle: Body(files=SUSPECT)
     ),
+    ("POST", "/api/v1/incidents/{incident_id}/attribute"): Entry(
+        token("admin", roles=("admin",)), body=_json(endpoint="", model="")
+    ),
     ("POST", "/api/v1/incidents/{incident_id}/revoke-grant"): Entry(
         token("admin", roles=("admin",)), body=_json(grant_id=0, reason="")
     ),
