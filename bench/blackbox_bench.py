@@ -1,7 +1,7 @@
 """Black-box attribution: queries against confidence, release level and recipient level.
 
 The model is the tests' tiny random llama (3 layers, hidden 64, MLP 1024, byte-level vocab of
-256), published through ringfence with the tiny fingerprint code and copied for 12 recipients
+256), published through ringfence with the tiny fingerprint code and copied for 8 recipients
 by ringfence's own embedder (a +-1 carrier at 0.5% of each matrix's std). SmolLM2-135M was
 not measured: on this shared 2-core box one of its forward passes took 5-6 s (load average
 18), and the study needs tens of thousands. The figures say how the method behaves, not how
@@ -10,16 +10,19 @@ it does on a real model.
 Release level: per keyed probe, the served model's top-5 next-token logprobs (what
 `/v1/completions` returns) against the release's; `blackbox.decide_means` with the local
 calibrations (the release at Q4_0, an independently initialised decoy) on 64 other probes.
-Each cell: share of 40 random probe subsets of that many queries giving each verdict.
-Text mode (no logprobs): MMD over sampled completions of 8 tokens, 5 trials per cell.
+Each cell: share of 40 random subsets of 64 probes of that many queries giving each verdict.
+Text mode (no logprobs): MMD over sampled completions of 8 tokens, 5 trials per cell (1 at 64).
 
 Recipient level: recipient 0 leaks; her copy is served exact, at Q8_0 or Q4_0 (gguf's reference
 quantisers, as llama.cpp's). The endpoint returns its top-20 logprobs per probe (OpenAI's
-maximum). Three readers, each scoring all 12 recipients, 200 random probe subsets per cell:
+maximum). Three readers, each scoring all 8 recipients, 200 random subsets of 64 probes per cell:
 - naive: the copy nearest in mean |logprob difference| is named (no p-value);
 - matched filter: per probe, the inner product of (served - original) with (copy - original)
   logprobs on the returned tokens; a one-sided t-test per recipient, accused below 1e-3
   Bonferroni-corrected over the recipients;
+- centred matched filter: the same, with every recipient's effect and the served one first
+  reduced by the mean effect of the other recipients (the part of the code they share: Tardos
+  symbols with biases near 0 or 1 are equal in most copies, so raw effects correlate);
 - quantiser-aware (the proposal): the lab also runs every recipient's copy through the
   standard quantisers and names the variant that reproduces the served logprobs (distance
   below 1e-4 nats); this is exact when the leaker used one of those quantisers, and says
@@ -32,21 +35,21 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SECTION = "Black-box attribution"
 TITLE = "Black-box attribution: which release, and whose copy, an endpoint serves (tiny llama)"
-RECIPIENTS = 12
-PROBES = 128
-CALIBRATION = 64
+RECIPIENTS = 8
+PROBES = 64
+CALIBRATION = 32
 TOP_RELEASE = 5
 TOP_RECIPIENT = 20
-BUDGETS = (4, 8, 16, 32, 64, 128)
+BUDGETS = (4, 8, 16, 32, 64)
 TRIALS_RELEASE = 40
 TRIALS_RECIPIENT = 200
 BOUND = 1e-3
@@ -156,12 +159,15 @@ def release_level(local: Any, served: dict[str, Any], key: bytes) -> tuple[str, 
             out.append(list(local.tokenizer.encode(text, add_special_tokens=False)))
         return out
 
+    print("release logprob table done", file=sys.stderr, flush=True)
     ours_text = blackbox.pad(completions(local, 10**6), attribution.TEXT_TOKENS)
     decoy_text = blackbox.pad(completions(decoy, 2 * 10**6), attribution.TEXT_TOKENS)
     text_rows = []
     for name, model in served.items():
+        if "Q8_0" in name or "Q4_0" in name:
+            continue  # the costliest part on this box: the exact copy and the stranger only
         theirs = blackbox.pad(completions(model, 0), attribution.TEXT_TOKENS)
-        for n in (16, 64, 128):
+        for n in (16, 64):
             verdicts = {"ours": 0, "not ours": 0, "undecided": 0}
             trials = 5 if n < PROBES else 1
             for t in range(trials):
@@ -183,6 +189,13 @@ def release_level(local: Any, served: dict[str, Any], key: bytes) -> tuple[str, 
     return logprob_table, text_table
 
 
+def _t(x: np.ndarray) -> np.ndarray:
+    """One-sample t statistic per row (0 where a row does not vary)."""
+    sd = x.std(axis=1, ddof=1)
+    safe = np.where(sd > 0, sd, 1.0)
+    return np.where(sd > 0, x.mean(axis=1) / (safe / np.sqrt(x.shape[1])), 0.0)
+
+
 def recipient_level(local: Any, copies: list[Any], key: bytes) -> str:
     """The recipient-level table: three readers, exact and quantised serving."""
     from ringfence.incidents import attribution
@@ -194,7 +207,7 @@ def recipient_level(local: Any, copies: list[Any], key: bytes) -> str:
     for kind in ("Q8_0", "Q4_0"):
         variants[kind] = np.stack([_full(attribution.quantised(c, kind), probes) for c in copies])
     rng = np.random.default_rng(1)
-    threshold = stats.norm.isf(BOUND / RECIPIENTS)
+    threshold = NormalDist().inv_cdf(1 - BOUND / RECIPIENTS)
     rows = []
     for serving in ("exact", "Q8_0", "Q4_0"):
         served = variants[serving][0]  # recipient 0 leaks
@@ -206,6 +219,9 @@ def recipient_level(local: Any, copies: list[Any], key: bytes) -> str:
         g = cand - take(orig, top, 1)[None]
         naive_d = np.abs(cand - e[None]).mean(axis=2)  # recipients x probes
         inner = (g * g_e[None]).sum(axis=2)  # recipients x probes
+        # centred: each recipient's effect less the others' mean (the code's shared part)
+        others = (g.sum(axis=0)[None] - g) / (RECIPIENTS - 1)
+        centred = ((g_e[None] - others) * (g - others)).sum(axis=2)
         aware = np.stack(
             [
                 np.abs(np.stack([take(variants[v][r], top, 1) for v in variants]) - e[None])
@@ -214,18 +230,21 @@ def recipient_level(local: Any, copies: list[Any], key: bytes) -> str:
                 for r in range(RECIPIENTS)
             ]
         )
-        for n in (8, 32, 128):
+        for n in (8, 16, 32, 64):
             naive_ok = filt_ok = filt_innocent = aware_ok = aware_innocent = 0
-            zs = []
+            cent_ok = cent_innocent = 0
+            zs, czs = [], []
             for _ in range(TRIALS_RECIPIENT):
                 pick = rng.choice(PROBES, size=n, replace=False)
                 naive_ok += int(np.argmin(naive_d[:, pick].mean(axis=1)) == 0)
-                x = inner[:, pick]
-                sd = x.std(axis=1, ddof=1)
-                t = np.where(sd > 0, x.mean(axis=1) / (sd / np.sqrt(n)), 0.0)
+                t = _t(inner[:, pick])
                 zs.append(t[0])
                 filt_ok += int(t[0] > threshold)
                 filt_innocent += int(np.any(t[1:] > threshold))
+                c = _t(centred[:, pick])
+                czs.append(c[0])
+                cent_ok += int(c[0] > threshold)
+                cent_innocent += int(np.any(c[1:] > threshold))
                 a = aware[:, pick].mean(axis=1)
                 aware_ok += int(a[0] < EXACT)
                 aware_innocent += int(np.any(a[1:] < EXACT))
@@ -237,13 +256,17 @@ def recipient_level(local: Any, copies: list[Any], key: bytes) -> str:
                     f"{filt_ok / TRIALS_RECIPIENT:.0%}",
                     f"{np.median(zs):.1f}",
                     f"{filt_innocent / TRIALS_RECIPIENT:.1%}",
+                    f"{cent_ok / TRIALS_RECIPIENT:.0%}",
+                    f"{np.median(czs):.1f}",
+                    f"{cent_innocent / TRIALS_RECIPIENT:.1%}",
                     f"{aware_ok / TRIALS_RECIPIENT:.0%}",
                     f"{aware_innocent / TRIALS_RECIPIENT:.1%}",
                 ]
             )
     return _table(
         ["leaker serves", "queries", "naive: nearest is leaker", "matched filter: leaker accused",
-         "median t", "any innocent accused", "quantiser-aware: leaker named",
+         "median t", "any innocent accused", "centred filter: leaker accused", "median t",
+         "any innocent accused", "quantiser-aware: leaker named",
          "any innocent named"],
         rows,
     )  # fmt: skip
@@ -251,13 +274,16 @@ def recipient_level(local: Any, copies: list[Any], key: bytes) -> str:
 
 def run() -> list[dict[str, Any]]:
     """Build the lab, serve its copies in each way, measure both levels."""
+    import torch
     from tests.openai_standin import build_tiny_llama
 
     from ringfence.incidents import attribution
 
+    torch.set_num_threads(1)  # a tiny model: threads only fight over the shared cores
     root = Path(tempfile.mkdtemp(prefix="ringfence-blackbox-"))
     try:
         svc, original, copies = _lab(root)
+        print("lab ready", file=sys.stderr, flush=True)
         key = svc.secrets.derive("incidents:probes:llama@1.0")
         local = attribution.load(original)
         leaker = attribution.load(copies[0])
@@ -269,6 +295,7 @@ def run() -> list[dict[str, Any]]:
             "unrelated model (other init)": stranger,
         }
         logprob_table, text_table = release_level(local, served, key)
+        print("release level done", file=sys.stderr, flush=True)
         recipients = recipient_level(local, [attribution.load(c) for c in copies], key)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -287,6 +314,10 @@ def run() -> list[dict[str, Any]]:
             "section": SECTION,
             "name": "Release level, sampled text only (MMD, Hamming kernel, 8 tokens; 5 trials)",
             "table": text_table,
+            "note": "Without logprobs, 64 sampled completions are not enough for this high-entropy "
+            "tiny model: every trial says 'undecided' (the decoy itself is not told apart from "
+            "the release), and the verdict says so. Budgets of hundreds to thousands of "
+            "samples, as the model-equality-testing paper reports, were not run here.",
         },
         {
             "section": SECTION,
@@ -294,7 +325,17 @@ def run() -> list[dict[str, Any]]:
             f"top-{TOP_RECIPIENT} logprobs; {TRIALS_RECIPIENT} probe subsets per cell)",
             "table": recipients,
             "note": f"Accusation threshold: t above the normal quantile for {BOUND:g} / "
-            f"{RECIPIENTS} (Bonferroni); the t-test's normal approximation is not checked at "
-            "small query counts. Quantiser-aware naming counts a variant within 1e-4 nats.",
+            f"{RECIPIENTS} (Bonferroni). Read plainly: through logprobs, the existing weight "
+            "fingerprint names the leaker only when her copy is served exact; after Q8_0 or "
+            "Q4_0 the naive and matched readers are unreliable (near chance at 8 to 32 queries; "
+            "at 64 every subset is the same 64 probes, so that row is one draw, as are the "
+            "64-query rows above). The matched filter's null is "
+            "not calibrated (innocents accused): recipients' effects share the code's common "
+            "part, and the leave-one-out centring over 8 recipients removes too little of it. "
+            "The quantiser-aware reader names the leaker with no innocent whenever she used a "
+            "quantiser the lab also runs (here gguf's reference Q8_0/Q4_0, bit-exact with "
+            "llama.cpp's); for other quantisers (K-quants, AWQ, GPTQ) or a serving stack whose "
+            "kernels round differently it was not measured. Each run draws a new lab key, "
+            "probes and codes: figures move between runs.",
         },
     ]
