@@ -22,18 +22,50 @@ from sqlalchemy.orm import Session, selectinload
 from ringfence.access.circles import check_circle, rank, set_circle
 from ringfence.access.grants import get_grant, revoke_grant
 from ringfence.access.hooks import Hold
-from ringfence.audit.models import AuditEvent
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.catalogue.services import get_release
 from ringfence.db import utcnow
 from ringfence.errors import Conflict, InvalidInput, NotFound
-from ringfence.incidents.models import KINDS, CustodyStep, Evidence, Incident, IncidentAction
+from ringfence.incidents.custody import custody_step, verify_custody
+from ringfence.incidents.models import KINDS, Evidence, Incident, IncidentAction
+from ringfence.incidents.records import (
+    action_record,
+    audit_excerpt,
+    evidence_record,
+    implicated,
+    incident_record,
+    show,
+)
 from ringfence.wiring import Services
 
-GENESIS = "0" * 64
 MAX_SOURCE = 2000
+
+
+#: the area's public face: records and custody are re-exported from their modules
+__all__ = [
+    "action_record",
+    "add_attribution",
+    "add_suspect",
+    "attribute_endpoint",
+    "audit_excerpt",
+    "blocking_incidents",
+    "close_incident",
+    "custody_step",
+    "evidence_record",
+    "get_incident",
+    "implicated",
+    "incident_record",
+    "list_incidents",
+    "narrow_circle",
+    "open_incident",
+    "revoke_implicated_grant",
+    "show",
+    "trace_suspect",
+    "verify_custody",
+    "widening_holds",
+]
 
 
 def _subject(incident: Incident) -> str:
@@ -123,74 +155,6 @@ def _require_open(incident: Incident) -> None:
 
 
 # --- evidence and its chain of custody ------------------------------------------------------
-
-
-def _chain(
-    prev: str, evidence_id: int, step: str, actor: str, ip: str | None, at: str, sha: str | None
-) -> str:
-    body = json.dumps(
-        {
-            "prev": prev,
-            "evidence": evidence_id,
-            "step": step,
-            "actor": actor,
-            "ip": ip,
-            "at": at,
-            "sha256": sha,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def custody_step(
-    session: Session,
-    evidence: Evidence,
-    step: str,
-    *,
-    actor: str,
-    ip: str | None,
-    sha256: str | None,
-) -> CustodyStep:
-    """Append one step to a piece of evidence's chain of custody."""
-    last = session.scalars(
-        select(CustodyStep)
-        .where(CustodyStep.evidence_id == evidence.id)
-        .order_by(CustodyStep.id.desc())
-    ).first()
-    at = utcnow()
-    row = CustodyStep(
-        evidence_id=evidence.id,
-        step=step,
-        actor=actor,
-        ip=ip,
-        at=at,
-        sha256=sha256,
-        chain=_chain(
-            last.chain if last else GENESIS, evidence.id, step, actor, ip, _iso(at), sha256
-        ),
-    )
-    session.add(row)
-    session.flush()
-    return row
-
-
-def _iso(at: Any) -> str:
-    return str(at.isoformat(timespec="microseconds"))
-
-
-def verify_custody(evidence: Evidence) -> bool:
-    """Whether every custody step still hashes to its recorded chain value, in order."""
-    prev = GENESIS
-    for step in evidence.custody:
-        expected = _chain(
-            prev, evidence.id, step.step, step.actor, step.ip, _iso(step.at), step.sha256
-        )
-        if expected != step.chain:
-            return False
-        prev = step.chain
-    return True
 
 
 def _file_digest(path: Path) -> tuple[str, int]:
@@ -513,128 +477,6 @@ def widening_holds(session: Session, release: Release, circle: str) -> list[Hold
         )
         for i in blocking_incidents(session, release.id)
     ]
-
-
-# --- records --------------------------------------------------------------------------------
-
-
-def incident_record(incident: Incident) -> dict[str, Any]:
-    """An incident as one flat record (the API and the CLI show the same fields)."""
-    return {
-        "id": incident.id,
-        "state": incident.state,
-        "kind": incident.kind,
-        "source": incident.source,
-        "release": incident.release.ref if incident.release else None,
-        "holds_widening": incident.holds_widening,
-        "opened_by": incident.opened_by,
-        "opened_at": incident.opened_at.isoformat(timespec="seconds"),
-        "closed_at": incident.closed_at.isoformat(timespec="seconds")
-        if incident.closed_at
-        else None,
-    }
-
-
-def evidence_record(evidence: Evidence) -> dict[str, Any]:
-    """A piece of evidence with its chain of custody."""
-    return {
-        "id": evidence.id,
-        "kind": evidence.kind,
-        "name": evidence.name,
-        "sha256": evidence.sha256,
-        "size": evidence.size,
-        "added_by": evidence.added_by,
-        "added_at": evidence.added_at.isoformat(timespec="seconds"),
-        "payload": evidence.payload,
-        "custody_intact": verify_custody(evidence),
-        "custody": [
-            {
-                "step": s.step,
-                "actor": s.actor,
-                "ip": s.ip,
-                "at": s.at.isoformat(timespec="seconds"),
-                "sha256": s.sha256,
-                "chain": s.chain,
-            }
-            for s in evidence.custody
-        ],
-    }
-
-
-def action_record(action: IncidentAction) -> dict[str, Any]:
-    """An action as one flat record."""
-    return {
-        "id": action.id,
-        "kind": action.kind,
-        "detail": action.detail,
-        "actor": action.actor,
-        "at": action.at.isoformat(timespec="seconds"),
-        "audit_seq": action.audit_seq,
-    }
-
-
-def implicated(session: Session, incident: Incident) -> list[dict[str, Any]]:
-    """The recipients the traces accuse, with their grants for the release (for actions)."""
-    from ringfence.access.grants import grant_record
-    from ringfence.access.models import Grant
-    from ringfence.accounts.models import User
-
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for ev in incident.evidence:
-        if ev.kind != "trace":
-            continue
-        for accused in ev.payload.get("accused", []):
-            email = str(accused["recipient"])
-            if email in seen:
-                continue
-            seen.add(email)
-            user = session.scalars(select(User).where(User.email == email)).first()
-            grants = []
-            if user is not None:
-                query = select(Grant).where(Grant.user_id == user.id)
-                if incident.release_id is not None:
-                    query = query.where(Grant.release_id == incident.release_id)
-                grants = [grant_record(g) for g in session.scalars(query.order_by(Grant.id))]
-            out.append(
-                {
-                    "recipient": email,
-                    "p_value": accused.get("p_value"),
-                    "grants": grants,
-                    "records": ev.payload.get("records", {}).get(email, []),
-                }
-            )
-    return out
-
-
-def audit_excerpt(session: Session, incident: Incident) -> list[AuditEvent]:
-    """The audit events about this incident, and those its traces and actions point at."""
-    seqs = {a.audit_seq for a in incident.actions if a.audit_seq is not None}
-    seqs |= {
-        int(e.payload["trace_audit_seq"])
-        for e in incident.evidence
-        if e.kind == "trace" and e.payload.get("trace_audit_seq") is not None
-    }
-    query = select(AuditEvent).where(
-        (AuditEvent.subject == _subject(incident)) | AuditEvent.seq.in_(sorted(seqs))
-    )
-    return list(session.scalars(query.order_by(AuditEvent.seq)))
-
-
-def show(session: Session, incident: Incident) -> dict[str, Any]:
-    """Everything the incident page and `ringfence incident show --json` hold."""
-    return {
-        **incident_record(incident),
-        "summary": incident.summary,
-        "resolution": incident.resolution,
-        "evidence": [evidence_record(e) for e in incident.evidence],
-        "implicated": implicated(session, incident),
-        "actions": [action_record(a) for a in incident.actions],
-        "notice_sent_to": incident.notice_sent_to,
-        "notice_sent_at": incident.notice_sent_at.isoformat(timespec="seconds")
-        if incident.notice_sent_at
-        else None,
-    }
 
 
 def attribute_endpoint(
