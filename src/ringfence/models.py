@@ -18,6 +18,7 @@ AREAS = (
     "jobs",
     "downstream",
     "webhooks",
+    "incidents",
 )
 
 #: modules that register themselves where other areas ask (access.hooks, session events)

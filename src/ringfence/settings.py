@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     mail_from: str = "ringfence@localhost"
+    #: who a takedown notice names as the lab's contact (default: mail_from)
+    lab_contact: str = ""
     #: what a new release's fingerprint withstands (each release keeps the values it was
     #: published with): recipients, colluders pooling copies, false accusations per trace
     fingerprint_max_recipients: int = 10**6

@@ -47,6 +47,7 @@ from ringfence.db import transaction, utcnow
 from ringfence.distribution import links
 from ringfence.distribution.services import ensure_manifest
 from ringfence.distribution.tasks import compute_pending
+from ringfence.incidents.services import open_incident
 from ringfence.jobs.models import Job
 from ringfence.organisations.models import NDA
 from ringfence.settings import Settings
@@ -579,6 +580,63 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("POST", "/admin/webhooks/redeliver"): Entry(
         browser_with_role("admin"), body=_form(delivery="")
     ),
+    # incidents: admins only, pages by session and the API by an admin token; the world's
+    # incident names no release, so each harmless body is refused after authorisation
+    ("GET", "/admin/incidents"): Entry(browser_with_role("admin")),
+    ("POST", "/admin/incidents"): Entry(
+        browser_with_role("admin"), body=_form(kind="rumour", source="")
+    ),
+    ("GET", "/admin/incidents/{incident_id}"): Entry(browser_with_role("admin")),
+    ("POST", "/admin/incidents/{incident_id}/trace"): Entry(
+        browser_with_role("admin"), body=lambda world, circle: Body(files=SUSPECT)
+    ),
+    ("POST", "/admin/incidents/{incident_id}/revoke"): Entry(
+        browser_with_role("admin"), body=_form(grant_id="0", reason="")
+    ),
+    ("POST", "/admin/incidents/{incident_id}/narrow"): Entry(
+        browser_with_role("admin"), body=_form(circle="in-house", reason="")
+    ),
+    ("POST", "/admin/incidents/{incident_id}/notice"): Entry(
+        browser_with_role("admin"), body=_form(action="draft")
+    ),
+    ("POST", "/admin/incidents/{incident_id}/notice/send"): Entry(
+        browser_with_role("admin"), body=_form(to="")
+    ),
+    ("GET", "/admin/incidents/{incident_id}/notice.txt"): Entry(browser_with_role("admin")),
+    ("GET", "/admin/incidents/{incident_id}/notice.html"): Entry(browser_with_role("admin")),
+    ("POST", "/admin/incidents/{incident_id}/pack"): Entry(browser_with_role("admin")),
+    ("POST", "/admin/incidents/{incident_id}/close"): Entry(
+        browser_with_role("admin"), body=_form(resolution="")
+    ),
+    ("GET", "/api/v1/incidents"): Entry(token("admin", roles=("admin",))),
+    ("POST", "/api/v1/incidents"): Entry(
+        token("admin", roles=("admin",)), body=_json(kind="rumour", source="")
+    ),
+    ("GET", "/api/v1/incidents/{incident_id}"): Entry(token("admin", roles=("admin",))),
+    ("POST", "/api/v1/incidents/{incident_id}/trace"): Entry(
+        token("admin", roles=("admin",)), body=lambda world, circle: Body(files=SUSPECT)
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/attribute"): Entry(
+        token("admin", roles=("admin",)), body=_json(endpoint="", model="")
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/revoke-grant"): Entry(
+        token("admin", roles=("admin",)), body=_json(grant_id=0, reason="")
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/narrow"): Entry(
+        token("admin", roles=("admin",)), body=_json(circle="in-house", reason="")
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/notice"): Entry(token("admin", roles=("admin",))),
+    ("PUT", "/api/v1/incidents/{incident_id}/notice"): Entry(
+        token("admin", roles=("admin",)), body=_json(text="")
+    ),
+    ("GET", "/api/v1/incidents/{incident_id}/notice"): Entry(token("admin", roles=("admin",))),
+    ("POST", "/api/v1/incidents/{incident_id}/notice/send"): Entry(
+        token("admin", roles=("admin",)), body=_json(to="")
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/pack"): Entry(token("admin", roles=("admin",))),
+    ("POST", "/api/v1/incidents/{incident_id}/close"): Entry(
+        token("admin", roles=("admin",)), body=_json(resolution="")
+    ),
 }
 
 
@@ -602,6 +660,7 @@ class World:
     decoy_request_id: int = 0
     nda_id: int = 0
     job_id: int = 0
+    incident_id: int = 0
 
     def session_cookie(self, person: Person, *, fresh: bool = False) -> str:
         """A signed-in browser session of `person` (created directly: no /login, no 2FA form)."""
@@ -715,6 +774,9 @@ def world(
         make_partner(session)
         world.nda_id = session.scalars(select(NDA.id)).first() or 0
         world.job_id = session.scalars(select(Job.id)).first() or 0  # an active grant's manifest
+        world.incident_id = open_incident(
+            session, kind="url", source="https://leak.example/m", actor="test"
+        ).id
     compute_pending(services)
     with world.client:
         yield world
@@ -741,6 +803,7 @@ def _fill(path: str, world: World, p: Principal, circle: str, entry: Entry) -> s
             "request_id": str(world.pending_request_id),
             "nda_id": str(world.nda_id),
             "job_id": str(world.job_id),
+            "incident_id": str(world.incident_id),
         }[name]
 
     return re.sub(r"\{(\w+)(?::\w+)?\}", value, path)

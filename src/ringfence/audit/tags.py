@@ -103,6 +103,18 @@ class EventTag:
         DeliveryFailed = "webhooks:delivery:failed"
         RedeliveryRequested = "webhooks:delivery:redelivery_requested"
 
+    class Incident(StrEnum):
+        Opened = "incident:incident:opened"
+        Closed = "incident:incident:closed"
+        EvidenceAdded = "incident:evidence:added"
+        TraceAttached = "incident:trace:attached"
+        EndpointAttributed = "incident:endpoint:attributed"
+        ActionTaken = "incident:action:taken"
+        NoticeDrafted = "incident:notice:drafted"
+        NoticeEdited = "incident:notice:edited"
+        NoticeSent = "incident:notice:sent"
+        PackExported = "incident:pack:exported"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -115,6 +127,7 @@ AuditTag = (
     | EventTag.Jobs
     | EventTag.Downstream
     | EventTag.Webhooks
+    | EventTag.Incident
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -127,4 +140,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Jobs,
     EventTag.Downstream,
     EventTag.Webhooks,
+    EventTag.Incident,
 )

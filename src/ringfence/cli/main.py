@@ -72,6 +72,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "derivatives": ("Models built on releases, and their lineage.", ("downstream",)),
     "schedule": ("Staged release schedules: planned widenings.", ("downstream",)),
     "webhooks": ("Signed webhooks and their deliveries.", ("downstream",)),
+    "incident": ("Leak incidents: evidence, actions, takedown notices.", ("incidents",)),
 }
 
 

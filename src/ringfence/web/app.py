@@ -44,6 +44,7 @@ AREAS = (
     "distribution",
     "tracing",
     "jobs",
+    "incidents",
     "operations",
     "downstream",
     "webhooks",
