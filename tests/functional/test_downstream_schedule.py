@@ -1,5 +1,5 @@
 """Staged release schedules from the command line: a step widens on its (test-chosen) date
-only when nothing holds it, an open incident (a stand-in hold provider here) holds it, and
+only when nothing holds it, an open incident holds it, and
 every step and hold is audited and mailed to the admins; plus the derivative and webhook
 commands."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ringfence.access import hooks
 from ringfence.audit.models import AuditEvent
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
+from ringfence.incidents import services as incidents
 from ringfence.wiring import Services
 from tests.conftest import CliRunner
 from tests.fixtures_access import Inbox, make_release, make_user
@@ -44,6 +44,9 @@ def _circle(services: Services) -> str:
         return session.scalars(select(Release.circle)).one()
 
 
+LEAK = "https://leak.example/tiny"
+
+
 def test_schedule_waits_for_its_date_and_holds_on_an_open_incident(
     lab: Services,
     cli: CliRunner,
@@ -51,12 +54,11 @@ def test_schedule_waits_for_its_date_and_holds_on_an_open_incident(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     inbox = smtp_server[1]
-    incident_open = True
-
-    def stand_in_incidents(session: object, release: Release, circle: str) -> list[hooks.Hold]:
-        return [hooks.Hold("incidents", "incident 7 is open")] if incident_open else []
-
-    monkeypatch.setitem(hooks._providers, "stand-in-incidents", stand_in_incidents)
+    with transaction(lab.sessions) as session:
+        incident_id = incidents.open_incident(
+            session, kind="url", source=LEAK, release_ref="tiny@1.0", actor="admin@lab.example"
+        ).id
+    hold = f"incidents: incident {incident_id} (url {LEAK}) is open; close it to lift the hold"
 
     added = cli("schedule", "add", "tiny@1.0", "research", "--on", "2030-03-01", "--json")
     assert added.code == 0, added.err
@@ -70,7 +72,7 @@ def test_schedule_waits_for_its_date_and_holds_on_an_open_incident(
             "release": "tiny@1.0",
             "circle": "research",
             "outcome": "held",
-            "reason": "incidents: incident 7 is open",
+            "reason": hold,
         }
     ]
     assert _circle(lab) == "partners"
@@ -78,14 +80,17 @@ def test_schedule_waits_for_its_date_and_holds_on_an_open_incident(
     assert cli("schedule", "run", "--now", "2030-03-02", "--json").json()[0]["outcome"] == "held"
     assert len(_tags(lab, "downstream:schedule:held")) == 1
     assert "held" in inbox.to("admin@lab.example")[-1]["Subject"]
-    assert "incident 7 is open" in inbox.last_body("admin@lab.example")
+    assert f"incident {incident_id} (url" in inbox.last_body("admin@lab.example")
 
     listed = cli("schedule", "list", "tiny@1.0", "--json").json()
-    assert [(s["state"], s["held"]) for s in listed] == [
-        ("planned", "incidents: incident 7 is open")
-    ]
+    assert [(s["state"], s["held"]) for s in listed] == [("planned", hold)]
 
-    incident_open = False  # the incident is closed
+    with transaction(lab.sessions) as session:
+        incident = session.get(incidents.Incident, incident_id)
+        assert incident is not None
+        incidents.close_incident(
+            session, incident, resolution="a false alarm", actor="admin@lab.example"
+        )
     taken = cli("schedule", "run", "--now", "2030-03-03", "--json").json()
     assert [t["outcome"] for t in taken] == ["taken"]
     assert _circle(lab) == "research"
