@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     #: (configs, tokenizers, cards) then leave through nginx's sendfile via X-Accel-Redirect;
     #: empty: the server sends them itself (see deploy/nginx/ringfence.conf)
     accel_redirect: str = ""
+    #: CPU threads of the embedded inference backend (0: torch's default, one per core);
+    #: on a shared machine 1 avoids the threads spinning against each other
+    hosted_threads: int = 0
 
     @property
     def resolved_database_url(self) -> str:

@@ -83,6 +83,15 @@ class EventTag:
     class Tracing(StrEnum):
         TraceRun = "tracing:trace:run"
 
+    @unique
+    class Hosted(StrEnum):
+        CallCompleted = "hosted:call:completed"
+        CallFailed = "hosted:call:failed"
+        CallCut = "hosted:call:cut"
+        CallRefused = "hosted:call:refused"
+        QuotaSet = "hosted:quota:set"
+        BackendSet = "hosted:backend:set"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -92,6 +101,7 @@ AuditTag = (
     | EventTag.Fingerprint
     | EventTag.Distribution
     | EventTag.Tracing
+    | EventTag.Hosted
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -101,4 +111,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Fingerprint,
     EventTag.Distribution,
     EventTag.Tracing,
+    EventTag.Hosted,
 )
