@@ -73,9 +73,13 @@ def list_models(request: Request, caller: Caller = Depends(inference_caller)) ->
         return {"object": "list", "data": hosted.hosted_models(session, user)}
 
 
-@router.get("/models/{ns}/{name}")
+@router.get("/models/{ns}/{name}@{version}")
 def get_model(
-    request: Request, ns: str, name: str, caller: Caller = Depends(inference_caller)
+    request: Request,
+    ns: str,
+    name: str,
+    version: str,
+    caller: Caller = Depends(inference_caller),
 ) -> dict[str, Any]:
     """One model the caller may query (`lab/smollm2@1.0`), or 404 in OpenAI's shape."""
     from ringfence.accounts.models import User
@@ -84,9 +88,12 @@ def get_model(
         user = session.get(User, caller.user_id)
         assert user is not None
         for model in hosted.hosted_models(session, user):
-            if model["id"] == f"{ns}/{name}":
+            if model["id"] == f"{ns}/{name}@{version}":
                 return model
-    raise NotFound(f"the model {ns}/{name!r} does not exist or you have no access to it")
+    raise NotFound(
+        f"the model {ns}/{name}@{version} does not exist or you have no access to it",
+        hint="list yours at /v1/models",
+    )
 
 
 @dataclass
