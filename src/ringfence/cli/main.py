@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "links": ("Signed download links.", ("distribution",)),
     "manifests": ("Signed per-recipient manifests.", ("distribution",)),
+    "hosted": (
+        "Hosted access: quotas, backends, usage of the inference endpoint.",
+        ("hosted",),
+    ),
 }
 
 
