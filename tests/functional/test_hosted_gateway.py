@@ -71,7 +71,8 @@ class Server:
 
 def _world(home: Path, database_url: str | None, model_dir: Path, *, relay: bool) -> Services:
     services = build(
-        Settings(home=home, database_url=database_url, hosted_threads=1)  # type: ignore[call-arg]
+        # Mail stays queued: no SMTP server here (the access flows test mail for real).
+        Settings(home=home, database_url=database_url, hosted_threads=1, mail_backend="none")  # type: ignore[call-arg]
     )
     services.prepare()
     with transaction(services.sessions) as session:
@@ -442,3 +443,47 @@ def test_usage_pages(server: Server) -> None:
         f"{server.url}/admin/hosted", cookies={"rf_session": cookies["partner"]}, timeout=60
     )
     assert refused.status_code == 403
+
+
+def test_reviewers_approve_hosted_access_by_api_and_page(server: Server) -> None:
+    """A reviewer approves a request as hosted, through the API and through the review page."""
+    import hashlib
+    import hmac
+
+    from ringfence.access.models import AccessRequest
+
+    with transaction(server.services.sessions) as session:
+        release = catalogue.get_release(session, "tiny-llm@1.0")
+        stamp = utcnow().timestamp()
+        reviewer = make_user(
+            session, f"rev-{stamp}@hosted.example", role="reviewer", secrets=server.services.secrets
+        )
+        asked = []
+        for key in ("by-api", "by-page"):
+            asker = make_user(session, f"{key}-{stamp}@hosted.example")
+            req = AccessRequest(user_id=asker.id, release_id=release.id, answers={})
+            session.add(req)
+            session.flush()
+            asked.append(req.id)
+        token = create_token(session, reviewer, "admin", actor="test").raw
+        cookie = start_session(session, reviewer, ip=None, user_agent=None)
+    r = httpx.post(
+        f"{server.url}/api/v1/access/review/decisions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"request_ids": [asked[0]], "approve": True, "mode": "hosted"},
+    )
+    assert r.status_code == 200, r.text
+    csrf = hmac.new(
+        server.services.secrets.derive("web:csrf"), cookie.encode(), hashlib.sha256
+    ).hexdigest()
+    page = httpx.post(
+        f"{server.url}/review/decide",
+        cookies={"rf_session": cookie},
+        data={"ids": str(asked[1]), "action": "approve", "mode": "hosted", "csrf_token": csrf},
+    )
+    assert page.status_code in (200, 303), page.text
+    with server.services.sessions() as session:
+        modes = session.scalars(
+            select(Grant.mode).where(Grant.request_id.in_(asked), Grant.state == "active")
+        ).all()
+    assert modes == ["hosted", "hosted"]
