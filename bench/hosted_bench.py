@@ -2,11 +2,12 @@
 embedded backend called in-process, with 1 and 8 concurrent clients; time to first token.
 
 The real demo model (SmolLM2-135M-Instruct, bf16 weights loaded as fp32 on CPU) when
-`ringfence demo prepare` has run, else the test suite's tiny random Llama. One live server
-(uvicorn on loopback, in a thread) serves a hosted grant; the bench then alternates rounds
-of the same requests sent by the `openai` client through the endpoint (authorised, metered,
-audited, streamed) and given to the very backend instance the server loaded, in-process.
-Rounds interleave so that a busy machine slows both sides alike.
+`ringfence demo prepare` has run, else the test suite's tiny random Llama. A real server
+(`ringfence serve`, its own process, as deployed) serves a hosted grant; the bench then
+alternates rounds of the same requests sent by the `openai` client through the endpoint
+(authorised, metered, audited, streamed) and given in-process to an EmbeddedBackend loaded
+from the same files with the same settings. Rounds interleave so that a busy machine slows
+both sides alike; torch gets one thread on each side.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from common import ratio_row
 
 TITLE = "Hosted inference: the endpoint against the backend in-process"
 REPO = Path(__file__).resolve().parent.parent
-ROUNDS = 2
+ROUNDS = 3
 MAX_TOKENS = 16
 GOAL = 0.8
 
@@ -140,15 +141,46 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
+def _serve(home: Path) -> tuple[Any, str]:
+    """`ringfence serve` on a free loopback port, in its own process; (process, URL)."""
+    import os
+    import subprocess
+
+    import httpx
+    from tests.live import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "RINGFENCE_HOME": str(home),
+        "RINGFENCE_HOSTED_THREADS": "1",
+        "RINGFENCE_MAIL_BACKEND": "none",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ringfence.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/api/v1/releases", timeout=2)
+            return process, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
 def run() -> list[dict[str, Any]]:
     """Tokens/s at 1 and 8 clients, both ways; TTFT p50/p99 through the endpoint."""
     sys.path.insert(0, str(REPO))
     from tests.fixtures_hosted import SMOLLM2, write_tiny_llm
-    from tests.live import serve
 
-    from ringfence.catalogue import services as catalogue
-    from ringfence.hosted.services import backend_of
-    from ringfence.web.app import create_app
+    from ringfence.hosted.embedded import EmbeddedBackend
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,60 +188,71 @@ def run() -> list[dict[str, Any]]:
             model_dir, model_name = SMOLLM2, "SmolLM2-135M-Instruct"
         else:
             model_dir, model_name = write_tiny_llm(Path(tmp) / "tiny"), "a tiny random Llama"
-        services, token, model = _world(Path(tmp) / "home", model_dir)
-        app = create_app(services)
-        with serve(app) as url:
-            _endpoint_call(url, token, model, 0)  # loads the weights once, untimed
-            with services.sessions() as session:
-                release = catalogue.get_release(session, "bench-llm@1.0")
-                backend = app.state.hosted_backends.get(release, backend_of(session, release))
+        home = Path(tmp) / "home"
+        services, token, model = _world(home, model_dir)
+        services.engine.dispose()
+        process, url = _serve(home)
+        try:
+            _endpoint_call(url, token, model, 0)  # the server loads the weights, untimed
+            # The files the server materialised from its blobs, loaded the same way here.
+            (materialised,) = (home / "hosted").iterdir()
+            backend = EmbeddedBackend(materialised, threads=1)
             _round_inprocess(backend, 1)  # warm the in-process path too
-            for clients in (1, 8):
-                ttft: dict[str, list[float]] = {"endpoint": [], "in-process": []}
-                tokens = {"endpoint": 0, "in-process": 0}
-                walls = {"endpoint": 0.0, "in-process": 0.0}
-                for _ in range(ROUNDS):
-                    for side in ("in-process", "endpoint"):
-                        if side == "endpoint":
-                            t, n, w = _round_endpoint(url, token, model, clients)
-                        else:
-                            t, n, w = _round_inprocess(backend, clients)
-                        ttft[side] += t
-                        tokens[side] += n
-                        walls[side] += w
-                rate = {side: tokens[side] / walls[side] for side in walls}
-                note = (
-                    f"{model_name}, {MAX_TOKENS} tokens per request, greedy, streamed; "
-                    f"{ROUNDS} interleaved rounds of {clients} concurrent request(s) each side; "
-                    "1 CPU thread for torch"
+            rows = _measure(url, token, model, backend, model_name)
+            backend.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return rows
+
+
+def _measure(
+    url: str, token: str, model: str, backend: Any, model_name: str
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for clients in (1, 8):
+        ttft: dict[str, list[float]] = {"endpoint": [], "in-process": []}
+        tokens = {"endpoint": 0, "in-process": 0}
+        walls = {"endpoint": 0.0, "in-process": 0.0}
+        for _ in range(ROUNDS):
+            for side in ("in-process", "endpoint"):
+                if side == "endpoint":
+                    t, n, w = _round_endpoint(url, token, model, clients)
+                else:
+                    t, n, w = _round_inprocess(backend, clients)
+                ttft[side] += t
+                tokens[side] += n
+                walls[side] += w
+        rate = {side: tokens[side] / walls[side] for side in walls}
+        note = (
+            f"{model_name}, {MAX_TOKENS} tokens per request, greedy, streamed; "
+            f"{ROUNDS} interleaved rounds of {clients} concurrent request(s) each side; "
+            "1 CPU thread for torch"
+        )
+        rows.append(
+            ratio_row(
+                "hosted",
+                f"generated tokens/s, {clients} client(s)",
+                rate["endpoint"],
+                "tokens/s",
+                "the same backend called in-process",
+                rate["in-process"],
+                higher_is_better=True,
+                goal=GOAL,
+                note=note,
+            )
+        )
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            rows.append(
+                ratio_row(
+                    "hosted",
+                    f"time to first token {label}, {clients} client(s)",
+                    _p(ttft["endpoint"], q) * 1000,
+                    "ms",
+                    "the same backend called in-process",
+                    _p(ttft["in-process"], q) * 1000,
+                    higher_is_better=False,
+                    note=f"{len(ttft['endpoint'])} requests each side; reported, no goal",
                 )
-                rows.append(
-                    ratio_row(
-                        "hosted",
-                        f"generated tokens/s, {clients} client(s)",
-                        rate["endpoint"],
-                        "tokens/s",
-                        "the same backend called in-process",
-                        rate["in-process"],
-                        higher_is_better=True,
-                        goal=GOAL,
-                        note=note,
-                    )
-                )
-                for q, label in ((0.5, "p50"), (0.99, "p99")):
-                    rows.append(
-                        ratio_row(
-                            "hosted",
-                            f"time to first token {label}, {clients} client(s)",
-                            _p(ttft["endpoint"], q) * 1000,
-                            "ms",
-                            "the same backend called in-process",
-                            _p(ttft["in-process"], q) * 1000,
-                            higher_is_better=False,
-                            note=f"{len(ttft['endpoint'])} requests each side; reported, no goal",
-                        )
-                    )
-        pool = getattr(app.state, "hosted_backends", None)
-        if pool is not None:
-            pool.close()
+            )
     return rows
