@@ -53,8 +53,7 @@ class EmbeddedBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if threads:
-            torch.set_num_threads(threads)
+        self._threads = threads
         self._torch = torch
         self.tokenizer: Any = AutoTokenizer.from_pretrained(str(directory))
         model: Any = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
@@ -119,6 +118,9 @@ class EmbeddedBackend:
     # --- the worker -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._threads:
+            # Set in the thread that computes: OpenMP's thread count is per calling thread.
+            self._torch.set_num_threads(self._threads)
         while True:
             first = self._jobs.get()
             if first is None:

@@ -180,7 +180,8 @@ def _close(
 
 
 def _recheck(request: Request, grant_id: int) -> str | None:
-    with transaction(get_services(request).sessions) as session:
+    # Read-only: the session is closed without a commit.
+    with get_services(request).sessions() as session:
         return hosted.still_allowed(session, grant_id)
 
 

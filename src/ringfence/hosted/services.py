@@ -31,7 +31,7 @@ from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.catalogue.services import organisation
 from ringfence.db import utcnow
-from ringfence.errors import InvalidInput, NotFound
+from ringfence.errors import InvalidInput, NotFound, RingfenceError
 from ringfence.hosted.backends import Backend
 from ringfence.hosted.models import HostedBackend, HostedCall
 from ringfence.hosted.quotas import QuotaExceeded, Usage, admit, check_max_tokens, quota_of
@@ -89,8 +89,8 @@ def still_allowed(session: Session, grant_id: int) -> str | None:
         return "the grant no longer exists"
     try:
         authorise_hosted(session, grant.user, grant.release)
-    except Exception as exc:  # any refusal ends the stream with its reason
-        return getattr(exc, "message", str(exc))
+    except RingfenceError as exc:  # any refusal ends the stream with its reason
+        return exc.message
     return None
 
 
@@ -103,7 +103,7 @@ def hosted_models(session: Session, user: User) -> list[dict[str, Any]]:
     for grant in grants:
         try:
             authorise_hosted(session, user, grant.release)
-        except Exception:  # noqa: S112 - a grant that does not open access now is not listed
+        except RingfenceError:  # a grant that does not open access now is not listed
             continue
         found.append(
             {
