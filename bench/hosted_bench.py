@@ -141,44 +141,10 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-def _serve(home: Path) -> tuple[Any, str]:
-    """`ringfence serve` on a free loopback port, in its own process; (process, URL)."""
-    import os
-    import subprocess
-
-    import httpx
-    from tests.live import free_port
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "RINGFENCE_HOME": str(home),
-        "RINGFENCE_HOSTED_THREADS": "1",
-        "RINGFENCE_MAIL_BACKEND": "none",
-        "PYTHONPATH": str(REPO / "src"),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ringfence.cli.main", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/api/v1/releases", timeout=2)
-            return process, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("the server did not start")
-
-
 def run() -> list[dict[str, Any]]:
     """Tokens/s at 1 and 8 clients, both ways; TTFT p50/p99 through the endpoint."""
     sys.path.insert(0, str(REPO))
-    from tests.fixtures_hosted import SMOLLM2, write_tiny_llm
+    from tests.fixtures_hosted import SMOLLM2, ringfence_process, write_tiny_llm
 
     from ringfence.hosted.embedded import EmbeddedBackend
 
@@ -191,8 +157,7 @@ def run() -> list[dict[str, Any]]:
         home = Path(tmp) / "home"
         services, token, model = _world(home, model_dir)
         services.engine.dispose()
-        process, url = _serve(home)
-        try:
+        with ringfence_process(home, RINGFENCE_HOSTED_THREADS="1") as url:
             _endpoint_call(url, token, model, 0)  # the server loads the weights, untimed
             # The files the server materialised from its blobs, loaded the same way here.
             (materialised,) = (home / "hosted").iterdir()
@@ -200,9 +165,6 @@ def run() -> list[dict[str, Any]]:
             _round_inprocess(backend, 1)  # warm the in-process path too
             rows = _measure(url, token, model, backend, model_name)
             backend.close()
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
     return rows
 
 

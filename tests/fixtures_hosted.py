@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 #: where `ringfence demo prepare` leaves the converted demo model (its tokenizer is reused)
@@ -43,3 +50,40 @@ def write_tiny_llm(directory: Path, *, seed: int = 0) -> Path:
         shutil.copy(SMOLLM2 / name, directory / name)
     (directory / "README.md").write_text("# tiny-llm\nA random model made by the test suite.\n")
     return directory
+
+
+@contextmanager
+def ringfence_process(home: Path, **env: str) -> Iterator[str]:
+    """`ringfence serve` on a free loopback port in a process of its own; yields its URL."""
+    from tests.live import free_port
+
+    port = free_port()
+    environ = {
+        **os.environ,
+        "RINGFENCE_HOME": str(home),
+        "RINGFENCE_MAIL_BACKEND": "none",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src"),
+        **env,
+    }
+    environ.pop("RINGFENCE_DATABASE_URL", None)  # its own data dir's SQLite file
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ringfence.cli.main", "serve", "--port", str(port)],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/api/v1/releases", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the second ringfence server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -3,8 +3,8 @@
 One world per database: a tiny random Llama (the demo model's tokenizer and chat template)
 published as `lab/tiny-llm@1.0`, a partner with a hosted grant and a download token, a
 researcher with a download grant, served by uvicorn on loopback. A second ringfence server
-with its own data dir and database serves the same model; the first reaches it as an
-upstream backend.
+(`ringfence serve`, its own process, data dir and database) serves the same model; the
+first reaches it as an upstream backend.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ringfence.web.app import create_app
 from ringfence.wiring import Services, build
 from tests.conftest import TINY_CODE
 from tests.fixtures_access import make_user
-from tests.fixtures_hosted import write_tiny_llm
+from tests.fixtures_hosted import ringfence_process, write_tiny_llm
 from tests.live import serve
 
 pytestmark = pytest.mark.shared_database
@@ -133,11 +133,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def upstream(
     tmp_path_factory: pytest.TempPathFactory, model_dir: Path, backend: str
 ) -> Iterator[Server]:
-    """The second ringfence: its own SQLite data dir, the same model, a relay partner."""
+    """The second ringfence, a process of its own (`ringfence serve`): its own SQLite data
+    dir, the same model, a relay partner whose token the first server's backend uses."""
     home = tmp_path_factory.mktemp("hosted-upstream")
     services = _world(home, None, model_dir, relay=False)
     tokens = _tokens(services)
-    with serve(create_app(services)) as url:
+    services.engine.dispose()
+    with ringfence_process(home, RINGFENCE_HOSTED_THREADS="1") as url:
         yield Server(services, url, tokens)
 
 
