@@ -6,8 +6,11 @@ None to stop), events out (`(id, Token | Finish | ("error", message))`).
 
 Each batch takes every job waiting when it starts (up to MAX_BATCH), left-pads the prompts
 and decodes them together, one token per step for the whole batch, with a shared key/value
-cache; jobs that arrive meanwhile wait for the next batch (static batching: simple, and on
-CPU a step of 8 rows costs little more than a step of 1).
+cache (on CPU a step of 8 rows costs little more than a step of 1). A job that arrives while
+a batch runs joins it: the batch stops after the step in hand and starts again with the
+newcomers, its running jobs re-reading their prompt and what they generated so far (a
+prefill of a few dozen tokens costs about as much as a few decoding steps; waiting for the
+batch to end would cost the newcomer the whole batch).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class _Job:
     generated: list[int] = field(default_factory=list)
     sent_text: str = ""
     done: bool = False
+    generator: Any = None
 
 
 class _Engine:
@@ -72,38 +76,47 @@ class _Engine:
                 return
 
     def run(self) -> None:
+        carried: list[_Job] = []
         while not self.stopping:
-            if not self.waiting:
+            if not self.waiting and not carried:
                 self._take(self.jobs.get())
             self._drain()
-            batch = [j for j in self.waiting[:MAX_BATCH] if j.id not in self.cancelled]
-            self.waiting = self.waiting[MAX_BATCH:]
+            room = MAX_BATCH - len(carried)
+            batch = [j for j in carried + self.waiting[:room] if j.id not in self.cancelled]
+            self.waiting = self.waiting[room:]
+            carried = []
             if not batch:
                 continue
             try:
                 with self.torch.inference_mode():
-                    self._decode(batch)
+                    carried = self._decode(batch)
             except Exception as exc:  # a failed batch fails its requests, not the worker
                 for job in batch:
                     if not job.done:
                         self.events.put((job.id, ("error", f"{type(exc).__name__}: {exc}")))
-            self.cancelled -= {job.id for job in batch}
+            kept = {job.id for job in carried}
+            self.cancelled -= {job.id for job in batch if job.id not in kept}
 
-    def _decode(self, batch: list[_Job]) -> None:
+    def _decode(self, batch: list[_Job]) -> list[_Job]:
+        """Decode `batch` to its end; or stop early for newcomers, returning the unfinished."""
         torch = self.torch
         from transformers import DynamicCache
 
-        longest = max(len(job.prompt_ids) for job in batch)
+        inputs = [job.prompt_ids + job.generated for job in batch]
+        longest = max(len(i) for i in inputs)
         ids = torch.full((len(batch), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, job in enumerate(batch):
-            n = len(job.prompt_ids)
-            ids[row, longest - n :] = torch.tensor(job.prompt_ids)
+        for row, tokens in enumerate(inputs):
+            n = len(tokens)
+            ids[row, longest - n :] = torch.tensor(tokens)
             mask[row, longest - n :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        generators = [self._generator(job.generation.seed) for job in batch]
-        steps = max(job.generation.max_tokens for job in batch)
+        for job in batch:
+            if job.generator is None:
+                job.generator = self._generator(job.generation.seed)
+        generators = [job.generator for job in batch]
+        steps = max(job.generation.max_tokens - len(job.generated) for job in batch)
         for step in range(steps):
             out = self.model(
                 input_ids=ids,
@@ -125,12 +138,16 @@ class _Engine:
                 chosen[row, 0] = self._step(job, logits[row], generators[row])
             if all(job.done for job in batch) or step == steps - 1:
                 break
+            unfinished = [job for job in batch if not job.done]
+            if self.waiting and len(unfinished) < MAX_BATCH:
+                return unfinished  # newcomers join: start again with them
             ids = chosen
             mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=torch.long)], dim=1)
             positions = positions[:, -1:] + 1
         for job in batch:
             if not job.done:
                 self._finish(job, "length")
+        return []
 
     def _generator(self, seed: int | None) -> Any:
         if seed is None:
