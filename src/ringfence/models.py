@@ -19,6 +19,7 @@ AREAS = (
     "downstream",
     "webhooks",
     "incidents",
+    "hosted",
 )
 
 #: modules that register themselves where other areas ask (access.hooks, session events)

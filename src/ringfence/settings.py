@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     #: how often due webhooks are delivered, due schedule steps taken and reviewers told of
     #: new requests (seconds; periodic jobs on the job queue)
     downstream_interval_s: float = 30.0
+    #: CPU threads of the embedded inference backend (0: torch's default, one per core);
+    #: on a shared machine 1 avoids the threads spinning against each other
+    hosted_threads: int = 0
 
     @property
     def resolved_database_url(self) -> str:

@@ -85,6 +85,7 @@ class Person:
     verified: bool = True
     grant: str | None = None  # the state of the grants this person holds
     granted: tuple[str, ...] = ()  # the circles of the releases those grants are for
+    mode: str = "download"  # the grants' access mode: download, or hosted (inference only)
 
     @property
     def email(self) -> str:
@@ -110,6 +111,17 @@ class Person:
         return (
             self.verified
             and self.grant == "active"
+            and self.mode == "download"
+            and circle in self.granted
+            and self.admitted(circle)
+        )
+
+    def can_query(self, circle: str) -> bool:
+        """A hosted grant, otherwise like `can_download`: the inference endpoint only."""
+        return (
+            self.verified
+            and self.grant == "active"
+            and self.mode == "hosted"
             and circle in self.granted
             and self.admitted(circle)
         )
@@ -122,6 +134,8 @@ PEOPLE = (
     Person("member-active", grant="active", granted=LISTED),
     Person("member-revoked", grant="revoked", granted=LISTED),
     Person("member-expired", grant="expired", granted=LISTED),
+    # A hosted grant (#15): no byte of any artifact by any route, only the inference endpoint.
+    Person("member-hosted", grant="active", granted=LISTED, mode="hosted"),
     Person("reviewer", role="reviewer"),
     Person("staff", role="staff", grant="active", granted=CIRCLES),
     Person("admin", role="admin"),
@@ -311,6 +325,32 @@ def link(p: Principal, circle: str) -> str:
     if person is None or circle not in person.granted:
         return DENIED  # a forged link, refused like any forged signed token
     return OK if person.can_download(circle) else DENIED
+
+
+def inference(*, release: bool = False, listed: bool = False) -> Rule:
+    """The OpenAI-compatible endpoint (/v1): a download-scope token (tokens only).
+
+    With `release`, the body names the circle's release: hidden releases do not exist (404),
+    and only a hosted grant's holder is past authorisation (the harmless body then asks for
+    more tokens than any grant allows: a 400); download grants are refused (403). With
+    `listed`, the path names the model: it exists only for its hosted holders.
+    """
+
+    def rule(p: Principal, circle: str) -> str:
+        person = p.bearer
+        if person is None:
+            return LOGIN
+        if RANK[p.via] < RANK["download"]:
+            return DENIED
+        if listed:
+            return OK if person.can_query(circle) else HIDDEN
+        if release and not person.sees(circle):
+            return HIDDEN
+        if release and not person.can_query(circle):
+            return DENIED
+        return OK
+
+    return rule
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -637,6 +677,29 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("POST", "/api/v1/incidents/{incident_id}/close"): Entry(
         token("admin", roles=("admin",)), body=_json(resolution="")
     ),
+    # hosted access (#15): the OpenAI-compatible endpoint, tokens only; the usage pages
+    ("GET", "/v1/models"): Entry(inference()),
+    ("GET", "/v1/models/{ns}/{name}@{version}"): Entry(inference(listed=True), per_circle=True),
+    ("POST", "/v1/chat/completions"): Entry(
+        inference(release=True),
+        per_circle=True,
+        body=lambda world, circle: Body(
+            json={
+                "model": f"lab/m-{circle}@1.0",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": 100_000,
+            }
+        ),
+    ),
+    ("POST", "/v1/completions"): Entry(
+        inference(release=True),
+        per_circle=True,
+        body=lambda world, circle: Body(
+            json={"model": f"lab/m-{circle}@1.0", "prompt": "x", "max_tokens": 100_000}
+        ),
+    ),
+    ("GET", "/account/usage"): Entry(signed_in),
+    ("GET", "/admin/hosted"): Entry(browser_with_role("admin")),
 }
 
 
@@ -697,6 +760,7 @@ def _add_person(session: Session, world: World, person: Person, releases: dict[s
             release_id=release.id,
             granted_by="test",
             state="active",
+            mode=person.mode,
             expires_at=utcnow() + timedelta(days=30),
         )
         session.add(grant)
@@ -714,7 +778,7 @@ def _add_person(session: Session, world: World, person: Person, releases: dict[s
             session, world.services.secrets, grant, release, actor="test", uses=100
         )
         world.links[(person.key, circle)] = new.token
-        if person.grant == "active":
+        if person.grant == "active" and person.mode == "download":
             ensure_manifest(session, release, user)
         elif person.grant == "revoked":
             grant.state, grant.revoked_reason = "revoked", "matrix"
@@ -919,7 +983,7 @@ def test_matrix(world: World, method: str, path: str, circle: str) -> None:
 PAGES = [
     (method, path)
     for (method, path) in TABLE
-    if not path.startswith("/api/") and "/resolve/" not in path
+    if not path.startswith(("/api/", "/v1/")) and "/resolve/" not in path
 ]
 UNSAFE_PAGES = [(method, path) for (method, path) in PAGES if method in UNSAFE]
 

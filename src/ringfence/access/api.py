@@ -7,7 +7,7 @@ ridden into an API call.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -43,6 +43,8 @@ class DecisionIn(BaseModel):
     request_ids: list[DbIdField] = Field(min_length=1, max_length=1000)
     approve: bool
     reason: str = Field(default="", max_length=500)
+    #: hosted: the grant opens the inference endpoint only, never a file (#15)
+    mode: Literal["download", "hosted"] | None = None
 
 
 class AppealIn(BaseModel):
@@ -206,6 +208,7 @@ def decide(
         reason=body.reason,
         ip=client_ip(request),
         base_url=get_services(request).settings.base_url,
+        mode=body.mode,
     )
     commit_and_deliver(request, session)
     return [{"request_id": o.request_id, "state": o.state, "error": o.error} for o in outcomes]

@@ -25,6 +25,15 @@ from ringfence.organisations.models import Institution
 
 DEFAULT_GRANT_DAYS = 365
 MAX_GRANT_DAYS = 5 * 365
+#: how a grant's holder gets the release: files, or queries through the inference endpoint
+MODES = ("download", "hosted")
+
+
+def check_mode(mode: str) -> str:
+    """An access mode: download or hosted."""
+    if mode not in MODES:
+        raise InvalidInput(f"mode: give download or hosted (got {mode!r})")
+    return mode
 
 
 def check_days(days: int) -> int:
@@ -42,17 +51,44 @@ def authorise_download(session: Session, user: User | None, release: Release) ->
     Raises AuthenticationRequired without a user; PermissionDenied, with a reason a person
     can act on, when there is no grant, the grant is revoked or expired, the release's circle
     no longer admits the user, or the release's current licence version is not accepted.
+    A hosted grant never opens a download: its holder queries the inference endpoint.
     """
+    grant = _current_grant(session, user, release, "download")
+    if grant.mode != "download":
+        raise PermissionDenied(
+            f"your access to {release.ref} is hosted: query it through the inference "
+            "endpoint (/v1); no file of it is sent",
+            hint="ask the lab if you need the weights themselves",
+        )
+    return grant
+
+
+def authorise_hosted(session: Session, user: User | None, release: Release) -> Grant:
+    """The hosted grant that lets `user` query `release` now, or an error saying why not.
+
+    The same checks as `authorise_download` (state, expiry, circle, licence), read afresh on
+    each call, so revocation and narrowing cut inference on the next request or stream check.
+    """
+    grant = _current_grant(session, user, release, "query")
+    if grant.mode != "hosted":
+        raise PermissionDenied(
+            f"your access to {release.ref} is by download, not through the inference endpoint",
+            hint="ask the lab for hosted access",
+        )
+    return grant
+
+
+def _current_grant(session: Session, user: User | None, release: Release, verb: str) -> Grant:
     if user is None:
         raise AuthenticationRequired(
-            f"sign in to download {release.ref}", hint="use a session or an API token"
+            f"sign in to {verb} {release.ref}", hint="use a session or an API token"
         )
     if not user.is_active:
         raise PermissionDenied("this account is disabled", hint="contact the lab's admins")
     if not user.email_verified:
         # Whoever signed up with an address before its owner proved it never downloads as them.
         raise PermissionDenied(
-            f"verify your address {user.email} before downloading",
+            f"verify your address {user.email} before you {verb} a release",
             hint="open the link we mailed you",
         )
     grant = session.scalars(
@@ -81,7 +117,7 @@ def authorise_download(session: Session, user: User | None, release: Release) ->
         licence = release.licence
         ref = licence.ref if licence else "?"
         raise PermissionDenied(
-            f"accept the licence {ref} of {release.ref} before downloading",
+            f"accept the licence {ref} of {release.ref} before you {verb} it",
             hint=f"accept it on the release page or with `ringfence licence accept {release.ref}`",
         )
     return grant
@@ -99,8 +135,12 @@ def issue_grant(
     institution_grant: InstitutionGrant | None = None,
     expires_at: datetime | None = None,
     ip: str | None = None,
+    mode: str | None = None,
 ) -> Grant:
-    """Give (or renew) `user`'s grant for `release`; one row per person and release."""
+    """Give (or renew) `user`'s grant for `release`; one row per person and release.
+
+    `mode` None keeps a renewed grant's mode (a new one downloads).
+    """
     now = utcnow()
     until = expires_at or now + timedelta(days=check_days(days))
     grant = session.scalars(
@@ -117,6 +157,7 @@ def issue_grant(
         grant.issuance += 1
     grant.state = "active"
     grant.via = via
+    grant.mode = check_mode(mode or grant.mode or "download")
     grant.granted_by = granted_by
     grant.expires_at = until
     grant.revoked_at = None
@@ -146,6 +187,7 @@ def issue_grant(
             "via": via,
             "expires_at": until.isoformat(),
             "request_id": grant.request_id,
+            "mode": grant.mode,
         },
     )
     return grant
@@ -159,6 +201,7 @@ def add_grant(
     days: int = DEFAULT_GRANT_DAYS,
     actor: str,
     ip: str | None = None,
+    mode: str = "download",
 ) -> Grant:
     """A direct grant, like the Hub's "add access"; the grantee still accepts the licence."""
     if not admits(session, release, user):
@@ -167,7 +210,9 @@ def add_grant(
             f"(their standing is {standing(session, user)})",
             hint="widen the release first, or record their institution's NDA",
         )
-    return issue_grant(session, user, release, via="direct", granted_by=actor, days=days, ip=ip)
+    return issue_grant(
+        session, user, release, via="direct", granted_by=actor, days=days, ip=ip, mode=mode
+    )
 
 
 def get_grant(session: Session, grant_id: int) -> Grant:
@@ -234,6 +279,7 @@ def grant_record(grant: Grant) -> dict[str, Any]:
         "user": grant.user.email,
         "state": grant.state,
         "via": grant.via,
+        "mode": grant.mode,
         "expires_at": grant.expires_at.isoformat(timespec="seconds"),
         "revoked_reason": grant.revoked_reason,
     }

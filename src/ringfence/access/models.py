@@ -109,8 +109,9 @@ class Grant(Base):
     """The right of one person to download one release, until `expires_at` or revocation.
 
     Public interface for other areas: `id`, `user_id`, `release_id`, `state` ("active",
-    "revoked" or "expired"), `expires_at`, `revoked_reason`. Check it with
-    `ringfence.access.services.authorise_download`, never by reading `state` alone.
+    "revoked" or "expired"), `expires_at`, `revoked_reason`, `mode` ("download" or "hosted").
+    Check it with `ringfence.access.services.authorise_download` (or `authorise_hosted`),
+    never by reading `state` alone.
     """
 
     __tablename__ = "grants"
@@ -134,6 +135,8 @@ class Grant(Base):
     revoked_reason: Mapped[str] = mapped_column(String(500), default="")
     #: how often this row was (re-)issued; links belong to one issuance
     issuance: Mapped[int] = mapped_column(Integer, default=1)
+    #: "download" (links, Hub, files) or "hosted" (the inference endpoint only, no byte)
+    mode: Mapped[str] = mapped_column(String(16), default="download", server_default="download")
 
     user: Mapped[User] = relationship()
     release: Mapped[Release] = relationship()

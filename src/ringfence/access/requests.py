@@ -140,6 +140,7 @@ def _approve(
     policy: AccessPolicy | None = None,
     org_grant: Any = None,
     days: int | None = None,
+    mode: str | None = None,
 ) -> None:
     policy = policy or get_policy(session, release)
     until = None
@@ -156,6 +157,7 @@ def _approve(
         institution_grant=org_grant,
         expires_at=until,
         ip=ip,
+        mode=mode,
     )
     req.state, req.reason, req.decided_by, req.decided_at = "approved", reason, actor, utcnow()
     record(
@@ -189,11 +191,13 @@ def decide(
     days: int | None = None,
     ip: str | None = None,
     base_url: str = "",
+    mode: str | None = None,
 ) -> AccessRequest:
     """Approve or reject a pending request; a reviewer never decides on their own request.
 
     `reviewer` is None for the admin CLI (the operator of the server). Rejections need a
-    reason; the requester reads it, and may appeal once.
+    reason; the requester reads it, and may appeal once. `mode` "hosted" approves inference
+    through the endpoint only (None: the grant's current mode, download for a new one).
     """
     reason = check_reason(reason, required=not approve)
     if reviewer is not None:
@@ -218,7 +222,15 @@ def decide(
         if days is not None:
             check_days(days)
         _approve(
-            session, req, release, actor=actor, reason=reason, ip=ip, base_url=base_url, days=days
+            session,
+            req,
+            release,
+            actor=actor,
+            reason=reason,
+            ip=ip,
+            base_url=base_url,
+            days=days,
+            mode=mode,
         )
         return req
     req.state, req.reason, req.decided_by, req.decided_at = "rejected", reason, actor, utcnow()
@@ -266,6 +278,7 @@ def decide_many(
     reason: str = "",
     ip: str | None = None,
     base_url: str = "",
+    mode: str | None = None,
 ) -> list[BulkOutcome]:
     """Decide several requests; one that cannot be decided is reported and the rest go on.
 
@@ -291,6 +304,7 @@ def decide_many(
                     reason=reason,
                     ip=ip,
                     base_url=base_url,
+                    mode=mode,
                 )
             outcomes.append(BulkOutcome(request_id, req.state))
         except RingfenceError as exc:

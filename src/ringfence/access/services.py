@@ -17,6 +17,7 @@ from ringfence.access.circles import admits, rank, set_circle, standing, visible
 from ringfence.access.grants import (
     add_grant,
     authorise_download,
+    authorise_hosted,
     issue_grant,
     list_grants,
     revoke_grant,
@@ -32,6 +33,7 @@ __all__ = [
     "add_grant",
     "admits",
     "authorise_download",
+    "authorise_hosted",
     "decide",
     "has_accepted",
     "issue_grant",

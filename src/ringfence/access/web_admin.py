@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from ringfence.access import circles, licences, policy, requests
+from ringfence.access.grants import check_mode
 from ringfence.access.models import CIRCLES
 from ringfence.accounts.models import User
 from ringfence.catalogue import services as catalogue
@@ -58,8 +59,11 @@ async def decide(
     form = await request.form()
     action = str(form.get("action", ""))
     reason = str(form.get("reason", ""))
+    mode = str(form.get("mode", "")) or None
     try:
         approve = requests.bulk_action(action)
+        if mode is not None:
+            check_mode(mode)
         outcomes = requests.decide_many(
             session,
             [db_id(v, "ids") for v in form.getlist("ids")],
@@ -69,6 +73,7 @@ async def decide(
             reason=reason,
             ip=client_ip(request),
             base_url=get_services(request).settings.base_url,
+            mode=mode,
         )
     except RingfenceError as exc:
         session.rollback()

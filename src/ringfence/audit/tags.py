@@ -115,6 +115,14 @@ class EventTag:
         NoticeSent = "incident:notice:sent"
         PackExported = "incident:pack:exported"
 
+    class Hosted(StrEnum):
+        CallCompleted = "hosted:call:completed"
+        CallFailed = "hosted:call:failed"
+        CallCut = "hosted:call:cut"
+        CallRefused = "hosted:call:refused"
+        QuotaSet = "hosted:quota:set"
+        BackendSet = "hosted:backend:set"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -128,6 +136,7 @@ AuditTag = (
     | EventTag.Downstream
     | EventTag.Webhooks
     | EventTag.Incident
+    | EventTag.Hosted
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -141,4 +150,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Downstream,
     EventTag.Webhooks,
     EventTag.Incident,
+    EventTag.Hosted,
 )

@@ -233,17 +233,28 @@ def grants_add(
     institution: str | None = typer.Option(None, "--institution", help="Or an institution."),
     seats: int = typer.Option(10, "--seats", help="Seats of an institution grant."),
     days: int = typer.Option(grants.DEFAULT_GRANT_DAYS, "--days", help="Lifetime in days."),
+    mode: str = typer.Option(
+        "download", "--mode", help="download, or hosted: the inference endpoint only, no file."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Grant access directly; the grantee still accepts the licence before downloading."""
     if (user is None) == (institution is None):
         raise InvalidInput("give exactly one of --user or --institution")
+    grants.check_mode(mode)
+    if institution and mode != "download":
+        raise InvalidInput("--mode hosted is for a person's grant (--user)")
     with transaction(services().sessions) as session:
         release = catalogue.get_release(session, ref)
         if user:
             row = grants.grant_record(
                 grants.add_grant(
-                    session, release, accounts.get_user(session, user), days=days, actor=ACTOR
+                    session,
+                    release,
+                    accounts.get_user(session, user),
+                    days=days,
+                    actor=ACTOR,
+                    mode=mode,
                 )
             )
         else:

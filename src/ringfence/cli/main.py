@@ -73,6 +73,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "schedule": ("Staged release schedules: planned widenings.", ("downstream",)),
     "webhooks": ("Signed webhooks and their deliveries.", ("downstream",)),
     "incident": ("Leak incidents: evidence, actions, takedown notices.", ("incidents",)),
+    "hosted": (
+        "Hosted access: quotas, backends, usage of the inference endpoint.",
+        ("hosted",),
+    ),
 }
 
 

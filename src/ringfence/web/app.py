@@ -48,18 +48,24 @@ AREAS = (
     "operations",
     "downstream",
     "webhooks",
+    "hosted",
 )
 
 
 def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
-    return request.url.path.startswith("/api/") or (
+    return request.url.path.startswith(("/api/", "/v1/")) or (
         "application/json" in accept and "text/html" not in accept
     )
 
 
 def error_response(request: Request, status: int, message: str, kind: str) -> Response:
     """One rendering of every error: JSON for the API, a page for people."""
+    if request.url.path.startswith("/v1/"):
+        # The inference endpoint answers in OpenAI's error shape, which its clients read.
+        from ringfence.hosted.protocol import error_body
+
+        return JSONResponse(error_body(status, message, kind), status_code=status)
     if _wants_json(request):
         return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
     return templates.TemplateResponse(

@@ -61,6 +61,8 @@ class Permission(StrEnum):
     REQUEST = "request"
     #: make download links, fetch one's own fingerprinted copy and signed manifest
     DOWNLOAD = "download"
+    #: query a release through the OpenAI-compatible endpoint (/v1) under a hosted grant
+    INFER = "infer"
     #: one's own account page, sign-out, two-factor settings
     ACCOUNT = "account"
     #: create and revoke API tokens
@@ -93,6 +95,9 @@ RULES: dict[Permission, Rule] = {
     Permission.BROWSE: Rule("read", None, verified=False),
     Permission.REQUEST: Rule("download", None, verified=True),
     Permission.DOWNLOAD: Rule("download", None, verified=True),
+    # Inference uses the model as a download would, so it takes the download scope: a read
+    # token stays read-only (it lists nothing it could not already see).
+    Permission.INFER: Rule("download", None, verified=True),
     Permission.ACCOUNT: Rule(None, None, verified=False),
     # A token never mints or revokes tokens: a leaked one cannot widen or entrench itself.
     Permission.TOKENS: Rule(None, None, verified=True),
