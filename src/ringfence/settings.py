@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     #: (configs, tokenizers, cards) then leave through nginx's sendfile via X-Accel-Redirect;
     #: empty: the server sends them itself (see deploy/nginx/ringfence.conf)
     accel_redirect: str = ""
+    #: requests one server process runs at once; its database pool holds as many connections
+    #: (plus half again for sessions closing after their response), so none waits for one
+    max_in_flight: int = 16
+    #: requests one server process lets wait for a turn; beyond, it answers 503 + Retry-After
+    max_queued: int = 512
 
     @property
     def resolved_database_url(self) -> str:

@@ -137,7 +137,7 @@ def _model_info(
         sibling: dict[str, Any] = {"rfilename": a.path}
         if blobs:
             sibling["size"] = a.size
-            tag = dist.etag(session, services.secrets, release, a, user.id)
+            tag = dist.etag_of(manifest, services.secrets, release, a, user.id)
             sibling["blobId"] = tag[:40]
             if ready:
                 sibling["lfs"] = {"size": a.size, "sha256": tag, "pointerSize": 134}
@@ -222,7 +222,7 @@ def _tree_entries(
             entries.setdefault(folder, {"type": "directory", "oid": "0" * 40, "path": folder})
         if not recursive and len(parts) > 1:
             continue
-        tag = dist.etag(session, services.secrets, release, a, user.id)
+        tag = dist.etag_of(manifest, services.secrets, release, a, user.id)
         entry: dict[str, Any] = {"type": "file", "oid": tag[:40], "size": a.size, "path": a.path}
         if ready:
             entry["lfs"] = {"oid": tag, "size": a.size, "pointerSize": 134}
