@@ -228,11 +228,13 @@ def run() -> list[dict[str, Any]]:
             # Each run times the three downloads back to back, so a ratio compares streams
             # that met the same state of the (shared) machine; the spread shows how much
             # that state moves between runs.
+            load = [os.getloadavg()[0]]
             for _ in range(RUNS):
                 plain = _timed(lambda: _curl(f"{base}/plain.dat", token))
                 marked = _timed(lambda: _curl(f"{base}/model.safetensors", token))
                 ngx = _timed(lambda: _curl(ngx_url)) if nginx is not None else None
                 runs.append((plain, marked, ngx))
+            load.append(os.getloadavg()[0])
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)
@@ -249,8 +251,11 @@ def run() -> list[dict[str, Any]]:
                 [gbps / p for p, _, _ in runs],
                 goal=0.9,
                 note=f"plain file path: {_plain_path()}; fingerprinted: Python stream from "
-                "the same uvicorn; curl over loopback, hub resolve endpoint, after the "
-                "recipient's manifest worker finished",
+                "the same uvicorn, each chunk made in a worker thread while the one before "
+                "it is sent (distribution.sending.read_ahead); curl over loopback, hub "
+                "resolve endpoint, after the recipient's manifest worker finished; load "
+                f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (other "
+                f"processes share these {os.cpu_count()} cores)",
             )
         )
         if nginx is not None:

@@ -15,7 +15,7 @@ grant gets the gated-repository answer and `GatedRepoError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -255,10 +255,10 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
         return _translate(exc, repo).response()
 
 
-def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
-    # A sync generator: Starlette iterates it in its thread pool, off the event loop.
+def _stream(services: Services, delivery: dist.Delivery) -> AsyncIterator[bytes]:
+    # The chunks are made in the thread pool, off the event loop, one ahead of the socket.
     r = delivery.byte_range
-    yield from sources.sent_bytes(
+    return sources.sent_bytes(
         services, delivery.release, delivery.artifact, delivery.recipient, r.start, r.end
     )
 

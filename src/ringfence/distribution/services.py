@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, contains_eager, selectinload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from ringfence.access.models import Grant
 from ringfence.accounts.models import User
@@ -356,16 +356,16 @@ def hub_release(
         .where(Organisation.slug == namespace, Model.name == name)
         .options(
             contains_eager(Release.model).contains_eager(Model.organisation),
-            selectinload(Release.artifacts),
+            joinedload(Release.artifacts),  # in the same round trip: a release has few files
         )
     )
     newest = (Release.created_at.desc(), Release.id.desc())
     if revision == "main":
         # A version named "main" first, as for any other name; else the newest release.
         first = (Release.version == revision).desc()
-        release = session.scalars(releases.order_by(first, *newest).limit(1)).first()
+        release = session.scalars(releases.order_by(first, *newest).limit(1)).unique().first()
     else:
-        release = session.scalars(releases.where(Release.version == revision)).first()
+        release = session.scalars(releases.where(Release.version == revision)).unique().first()
     if release is None and user is not None and len(revision) == 40:
         ids = session.scalars(
             select(Release.id)
@@ -376,7 +376,7 @@ def hub_release(
         )
         for release_id in ids:
             if hmac.compare_digest(_commit_of(secrets, release_id, user.id), revision):
-                release = session.scalars(releases.where(Release.id == release_id)).first()
+                release = session.scalars(releases.where(Release.id == release_id)).unique().first()
                 break
     if release is not None:
         return release

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError as DBDataError
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -195,6 +196,16 @@ def create_app(services: Services | None = None) -> FastAPI:
             error.message,
         )
         # The error page's navigation would ask the same database who is signed in.
+        request.state.account = None
+        return error_response(request, error.http_status, error.diagnostics(), type(error).__name__)
+
+    @app.exception_handler(DBIntegrityError)
+    async def _concurrent_write(request: Request, exc: DBIntegrityError) -> Response:
+        # Two requests racing to create the same record (a double-clicked form): the loser's
+        # transaction rolled back and its caller reads a one-line 409, not a 500.
+        log.info("the database refused a write on %s: %s", request.url.path, exc.orig)
+        error = database_error(exc, None)
+        assert error is not None  # every IntegrityError maps to Conflict
         request.state.account = None
         return error_response(request, error.http_status, error.diagnostics(), type(error).__name__)
 
