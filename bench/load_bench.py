@@ -143,6 +143,7 @@ async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
             *(_client(http, spec["tokens"], deadline, budget, out) for _ in range(spec["clients"]))
         )
         out["elapsed"] = time.perf_counter() - started
+    out["cpu"] = time.process_time()  # the generator's own CPU: it shares the server's cores
     return out
 
 
@@ -407,7 +408,7 @@ def _load(
         # A short phase below the database pool's size first: the server's own pace, before
         # 200 clients queue on it.
         low_clients = _env_int("RINGFENCE_BENCH_LOAD_LOW_CLIENTS", 10)
-        low_seconds = max(5, seconds // 4)
+        low_seconds = max(5, min(30, seconds // 4))
         low_gens = _generators(base, tokens, low_clients, 1, low_seconds, cap)
         # The profiler samples this phase: where a request's time goes when none waits.
         raw = tmp / "pyspy.txt"
@@ -425,6 +426,7 @@ def _load(
         ceiling = (_cpu_seconds(server.pid) - cpu_start, cheap, low_seconds)
         memory.append(_rss_mib(server.pid))
         cpu_before = _cpu_seconds(server.pid)
+        load = [os.getloadavg()[0]]
         generators = _generators(base, tokens, clients, processes, seconds, cap)
         # Memory every tenth of the run: a leak shows as a climb, not as one number.
         stop = threading.Event()
@@ -440,6 +442,7 @@ def _load(
         sampler.join()
         memory.append(_rss_mib(server.pid))
         cpu = _cpu_seconds(server.pid) - cpu_before
+        load.append(os.getloadavg()[0])
         log = (tmp / "server.log").read_text()
         starved = log.count("QueuePool limit") + log.count("no database connection free")
         races = log.count("UniqueViolation")
@@ -454,7 +457,7 @@ def _load(
         _stop(server)
     shape = (seconds, cap, clients, processes)
     found = (low_clients, starved, races)
-    return _rows(outputs, memory, cpu, profile, shape, low, found, ceiling)
+    return _rows(outputs, memory, (cpu, load), profile, shape, low, found, ceiling)
 
 
 def _generators(
@@ -506,6 +509,7 @@ def _summary(outputs: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": errors,
         "total": len(every),
         "authorised": sum(o["authorised_ok"] for o in outputs) / elapsed,
+        "generator_cpu": sum(o.get("cpu", 0.0) for o in outputs),
         "p50": _pct(every, 50) * 1000,
         "p99": _pct(every, 99) * 1000,
     }
@@ -514,7 +518,7 @@ def _summary(outputs: list[dict[str, Any]]) -> dict[str, Any]:
 def _rows(
     outputs: list[dict[str, Any]],
     memory: list[float],
-    cpu: float,
+    usage: tuple[float, list[float]],
     profile: tuple[str, int, str],
     shape: tuple[int, int, int, int],
     low_outputs: list[dict[str, Any]],
@@ -522,6 +526,7 @@ def _rows(
     ceiling: tuple[float, dict[str, Any], int],
 ) -> list[dict[str, Any]]:
     seconds, cap, clients, processes = shape
+    cpu, load = usage  # the server's CPU seconds; the load average at the start and the end
     cheap_cpu, cheap, cheap_seconds = ceiling
     cheap_ms = cheap_cpu / max(1, cheap["total"]) * 1000
     per_core = 1000 / cheap_ms if cheap_ms else float("nan")
@@ -548,7 +553,10 @@ def _rows(
     cpu_text = (
         f"the server's processes spent {cpu:.0f} s of CPU on {total:,} requests, "
         f"{cpu_ms:.1f} ms each (from /proc): {cores} cores could serve at most "
-        f"~{ceiling:,.0f} requests/s even if the load generator, nginx and PostgreSQL used none"
+        f"~{ceiling:,.0f} requests/s even if the load generator, nginx and PostgreSQL used "
+        f"none; the generator itself spent {main['generator_cpu']:.0f} s of CPU, and the "
+        f"machine's load average was {load[0]:.1f} at the start and {load[1]:.1f} at the end "
+        "(other engineers' processes share the same cores)"
     )
     low_text = (
         f"below the pool's size ({low_clients} clients, {low['elapsed']:.0f} s) the same "
