@@ -367,12 +367,14 @@ def hub_release(
     else:
         release = session.scalars(releases.where(Release.version == revision)).unique().first()
     if release is None and user is not None and len(revision) == 40:
-        ids = session.scalars(
-            select(Release.id)
-            .join(Release.model)
-            .join(Model.organisation)
-            .where(Organisation.slug == namespace, Model.name == name)
-            .order_by(*newest)
+        ids = list(
+            session.scalars(
+                select(Release.id)
+                .join(Release.model)
+                .join(Model.organisation)
+                .where(Organisation.slug == namespace, Model.name == name)
+                .order_by(*newest)
+            )
         )
         for release_id in ids:
             if hmac.compare_digest(_commit_of(secrets, release_id, user.id), revision):
