@@ -445,6 +445,12 @@ def _load(
         load.append(os.getloadavg()[0])
         log = (tmp / "server.log").read_text()
         starved = log.count("QueuePool limit") + log.count("no database connection free")
+        proxy_log = nginx_dir / "error.log"
+        upstream = [
+            line.split("] ", 1)[-1][:160]
+            for line in (proxy_log.read_text().splitlines() if proxy_log.exists() else [])
+            if "upstream" in line
+        ]
         races = log.count("UniqueViolation")
         if os.environ.get("RINGFENCE_BENCH_SERVER_LOG"):
             shutil.copy(tmp / "server.log", os.environ["RINGFENCE_BENCH_SERVER_LOG"])
@@ -456,7 +462,7 @@ def _load(
         _stop(proxy)
         _stop(server)
     shape = (seconds, cap, clients, processes)
-    found = (low_clients, starved, races)
+    found = (low_clients, starved, races, upstream)
     return _rows(outputs, memory, (cpu, load), profile, shape, low, found, ceiling)
 
 
@@ -522,7 +528,7 @@ def _rows(
     profile: tuple[str, int, str],
     shape: tuple[int, int, int, int],
     low_outputs: list[dict[str, Any]],
-    found: tuple[int, int, int],
+    found: tuple[int, int, int, list[str]],
     ceiling: tuple[float, dict[str, Any], int],
 ) -> list[dict[str, Any]]:
     seconds, cap, clients, processes = shape
@@ -530,7 +536,7 @@ def _rows(
     cheap_cpu, cheap, cheap_seconds = ceiling
     cheap_ms = cheap_cpu / max(1, cheap["total"]) * 1000
     per_core = 1000 / cheap_ms if cheap_ms else float("nan")
-    low_clients, starved, races = found
+    low_clients, starved, races, upstream = found
     low = _summary(low_outputs)
     main = _summary(outputs)
     elapsed, latencies, errors, total = (
@@ -642,6 +648,11 @@ def _rows(
             "note": "; ".join(
                 [f"{k} x{n}" for k, n in sorted(errors.items())[:8]]
                 + ([f"server log: {starved} pool timeouts"] if starved else [])
+                + (
+                    [f"nginx error log: {len(upstream)} upstream errors, e.g. {upstream[0]}"]
+                    if upstream
+                    else []
+                )
                 + (
                     [
                         f"server log: {races} UniqueViolation on "
