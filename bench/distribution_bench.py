@@ -76,7 +76,16 @@ def spread_row(
     row["ratio"] = median
     row["met"] = median >= goal
     row["runs"] = {"values": values, "baselines": baselines, "ratios": ratios}
-    row["note"] = (
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    # Both sides of a ratio starve alike on an overloaded machine, so a ratio near 1 there
+    # says nothing about the stream: say so rather than let "met" stand alone.
+    crowded = (
+        f"UNRELIABLE: load average {load:.1f} on {cores} cores, every stream here was starved "
+        "of CPU (compare the baselines with a quiet run); "
+        if load > 2 * cores
+        else ""
+    )
+    row["note"] = crowded + (
         f"median of {len(ratios)} runs, ratio {min(ratios):.2f}-{max(ratios):.2f}x "
         f"(fingerprinted {min(values):.2f}-{max(values):.2f}, baseline "
         f"{min(baselines):.2f}-{max(baselines):.2f} GB/s); "
@@ -228,11 +237,13 @@ def run() -> list[dict[str, Any]]:
             # Each run times the three downloads back to back, so a ratio compares streams
             # that met the same state of the (shared) machine; the spread shows how much
             # that state moves between runs.
+            load = [os.getloadavg()[0]]
             for _ in range(RUNS):
                 plain = _timed(lambda: _curl(f"{base}/plain.dat", token))
                 marked = _timed(lambda: _curl(f"{base}/model.safetensors", token))
                 ngx = _timed(lambda: _curl(ngx_url)) if nginx is not None else None
                 runs.append((plain, marked, ngx))
+            load.append(os.getloadavg()[0])
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)
@@ -249,8 +260,11 @@ def run() -> list[dict[str, Any]]:
                 [gbps / p for p, _, _ in runs],
                 goal=0.9,
                 note=f"plain file path: {_plain_path()}; fingerprinted: Python stream from "
-                "the same uvicorn; curl over loopback, hub resolve endpoint, after the "
-                "recipient's manifest worker finished",
+                "the same uvicorn, each chunk made in a worker thread while the one before "
+                "it is sent (distribution.sending.read_ahead); curl over loopback, hub "
+                "resolve endpoint, after the recipient's manifest worker finished; load "
+                f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (other "
+                f"processes share these {os.cpu_count()} cores)",
             )
         )
         if nginx is not None:
@@ -262,7 +276,13 @@ def run() -> list[dict[str, Any]]:
                     [gbps / n for _, _, n in runs if n is not None],
                     goal=0.8,
                     note="nginx 1 worker, `sendfile on; tcp_nopush on;`, a static file of "
-                    "the same bytes (the kernel copies page cache to the socket)",
+                    "the same bytes (the kernel copies page cache to the socket); the gap's "
+                    "cause: sendfile moves the bytes once, inside the kernel, where a "
+                    "fingerprinted copy cannot be made at all (its bytes exist nowhere "
+                    "before the request), so the Python stream passes over them three times "
+                    "(read into a buffer, marked into a new one, copied into the socket) "
+                    "plus a thread hop per 2 MiB chunk; making the next chunk while the "
+                    "last is sent hides the marking only where a core is free",
                 )
             )
         rows += _parallel(tmp)

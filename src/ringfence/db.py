@@ -55,11 +55,31 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets foreign keys, WAL and a busy timeout."""
+#: seconds a request waits for a pooled connection before it answers 503: the admission
+#: limit (ringfence.web.admission) keeps the pool from running dry, so a wait this long means
+#: trouble, and a short bound turns it into a quick retryable answer rather than a hang
+POOL_TIMEOUT_S = 5.0
+
+
+def make_engine(url: str, *, pool_size: int = 16) -> Engine:
+    """An engine for `url`; SQLite gets foreign keys, WAL and a busy timeout.
+
+    `pool_size` connections stay open (the server's admission limit: one per running
+    request), with half as many again in overflow for sessions still closing.
+    """
+    pool: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": pool_size // 2,
+        "pool_timeout": POOL_TIMEOUT_S,
+    }
     if url.startswith("sqlite"):
         _create_sqlite_file(url)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        database = make_url(url).database or ""
+        if database in ("", ":memory:") or "mode=memory" in url:
+            pool = {}  # an in-memory database lives in one connection: SQLAlchemy's own pool
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -70,7 +90,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def _create_sqlite_file(url: str) -> None:

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     #: CPU threads of the embedded inference backend (0: torch's default, one per core);
     #: on a shared machine 1 avoids the threads spinning against each other
     hosted_threads: int = 0
+    #: requests one server process runs at once; its database pool holds as many connections
+    #: (plus half again for sessions closing after their response), so none waits for one
+    max_in_flight: int = 16
+    #: requests one server process lets wait for a turn; beyond, it answers 503 + Retry-After
+    max_queued: int = 512
 
     @property
     def resolved_database_url(self) -> str:

@@ -42,7 +42,9 @@ class Services:
     def engine(self) -> Engine:
         if not self.settings.database_url:
             private_dir(self.settings.home)  # the SQLite file is created 0600 in it
-        return make_engine(self.settings.resolved_database_url)
+        return make_engine(
+            self.settings.resolved_database_url, pool_size=self.settings.max_in_flight
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

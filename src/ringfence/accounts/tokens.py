@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ringfence.accounts.models import SCOPES, APIToken, User
 from ringfence.audit.services import record
@@ -131,8 +131,11 @@ def user_from_token(session: Session, raw_token: str) -> APIToken:
     """
     if not raw_token.startswith(PREFIX) or len(raw_token) > 128:
         raise AuthenticationRequired("the API token is not valid", hint="create a new one")
+    # The holder in the same round trip: every API request asks this first.
     token = session.scalars(
-        select(APIToken).where(APIToken.token_hash == _digest(raw_token))
+        select(APIToken)
+        .where(APIToken.token_hash == _digest(raw_token))
+        .options(joinedload(APIToken.user))
     ).first()
     now = utcnow()
     if token is None or token.revoked_at is not None:

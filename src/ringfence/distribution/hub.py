@@ -15,7 +15,7 @@ grant gets the gated-repository answer and `GatedRepoError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -137,7 +137,7 @@ def _model_info(
         sibling: dict[str, Any] = {"rfilename": a.path}
         if blobs:
             sibling["size"] = a.size
-            tag = dist.etag(session, services.secrets, release, a, user.id)
+            tag = dist.etag_of(manifest, services.secrets, release, a, user.id)
             sibling["blobId"] = tag[:40]
             if ready:
                 sibling["lfs"] = {"size": a.size, "sha256": tag, "pointerSize": 134}
@@ -222,7 +222,7 @@ def _tree_entries(
             entries.setdefault(folder, {"type": "directory", "oid": "0" * 40, "path": folder})
         if not recursive and len(parts) > 1:
             continue
-        tag = dist.etag(session, services.secrets, release, a, user.id)
+        tag = dist.etag_of(manifest, services.secrets, release, a, user.id)
         entry: dict[str, Any] = {"type": "file", "oid": tag[:40], "size": a.size, "path": a.path}
         if ready:
             entry["lfs"] = {"oid": tag, "size": a.size, "pointerSize": 134}
@@ -255,10 +255,10 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
         return _translate(exc, repo).response()
 
 
-def _stream(services: Services, delivery: dist.Delivery) -> Iterator[bytes]:
-    # A sync generator: Starlette iterates it in its thread pool, off the event loop.
+def _stream(services: Services, delivery: dist.Delivery) -> AsyncIterator[bytes]:
+    # The chunks are made in the thread pool, off the event loop, one ahead of the socket.
     r = delivery.byte_range
-    yield from sources.sent_bytes(
+    return sources.sent_bytes(
         services, delivery.release, delivery.artifact, delivery.recipient, r.start, r.end
     )
 

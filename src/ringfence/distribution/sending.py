@@ -12,14 +12,19 @@ bytes may go out by the fastest path the deployment has:
 
 A byte range always goes by `FileResponse`: nginx would apply the client's own Range and
 If-Range headers to the file, and ringfence's decision (already audited and charged) must be
-the one that holds. Fingerprinted weights never come here: they stream from Python.
+the one that holds. Fingerprinted weights never come here: they stream from Python, through
+`read_ahead`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -82,3 +87,32 @@ def plain_file_response(
         headers={**kept, "X-Accel-Redirect": uri},
         media_type="application/octet-stream",
     )
+
+
+async def read_ahead(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks`, the next one made in a worker thread while the current one is being sent.
+
+    A fingerprinted stream is a pipeline of two stages, making a chunk (read, mark: no GIL)
+    and sending it (the socket write): one chunk ahead, the two overlap, where a plain sync
+    iterator would alternate them. Every chunk is a fresh bytes object, so the one being
+    sent is never overwritten; memory is one chunk more per stream.
+    """
+
+    def step() -> bytes | None:
+        return next(chunks, None)
+
+    pending: asyncio.Future[bytes | None] = asyncio.ensure_future(anyio.to_thread.run_sync(step))
+    try:
+        while (chunk := await pending) is not None:
+            pending = asyncio.ensure_future(anyio.to_thread.run_sync(step))
+            yield chunk
+    finally:
+        # A client gone mid-stream: let the chunk in the making finish (a thread cannot be
+        # interrupted), then close the source, which closes its file.
+        with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+            # Its own end (an error, or cancelled with the response) matters no more: the
+            # stream is over, and what ended it propagates after this block.
+            await pending
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

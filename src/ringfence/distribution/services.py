@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from ringfence.access.models import Grant
 from ringfence.accounts.models import User
@@ -51,7 +51,7 @@ from ringfence.distribution.manifest_jobs import (
 from ringfence.distribution.manifest_jobs import (
     release_claim as release_claim,
 )
-from ringfence.distribution.models import DownloadLink
+from ringfence.distribution.models import DownloadLink, RecipientManifest
 from ringfence.distribution.ranges import ByteRange, if_range_holds, parse_range
 from ringfence.errors import NotFound, TokenInvalid
 from ringfence.operations import metrics
@@ -66,8 +66,12 @@ def commit_hash(secrets: SecretStore, release: Release, user_id: int) -> str:
     Keyed and per recipient: two people on one machine never share a cache entry, and the
     value says nothing about the release's bytes.
     """
+    return _commit_of(secrets, release.id, user_id)
+
+
+def _commit_of(secrets: SecretStore, release_id: int, user_id: int) -> str:
     key = secrets.derive("distribution:commit")
-    return hmac.new(key, f"{release.id}:{user_id}".encode(), hashlib.sha256).hexdigest()[:40]
+    return hmac.new(key, f"{release_id}:{user_id}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
 def _keyed_etag(secrets: SecretStore, release: Release, artifact: Artifact, user_id: int) -> str:
@@ -86,7 +90,17 @@ def etag(
     manifest they receive anyway), else a keyed hash. Never the original's hash: for a
     fingerprinted file it would tell which copy is the unmarked one.
     """
-    manifest = manifest_row(session, release.id, user_id)
+    return etag_of(manifest_row(session, release.id, user_id), secrets, release, artifact, user_id)
+
+
+def etag_of(
+    manifest: RecipientManifest | None,
+    secrets: SecretStore,
+    release: Release,
+    artifact: Artifact,
+    user_id: int,
+) -> str:
+    """`etag` with the recipient's manifest row already read (one query for a file list)."""
     if manifest is not None and manifest.state == "ready" and artifact.path in manifest.files:
         return str(manifest.files[artifact.path])
     return _keyed_etag(secrets, release, artifact, user_id)
@@ -149,6 +163,9 @@ def prepare_delivery(
     if link is not None and not _link_of(link, grant):
         raise TokenInvalid("this download link belongs to an earlier grant", hint="ask again")
     artifact = artifact_of(release, path)
+    # Built (or found) while the transaction can still read the tensor index: the bytes are
+    # sent after it closed, from the per-process plan.
+    sources.file_plan(services, release, artifact)
     recipient = sources.recipient_for(session, release, user)
     tag = etag(session, services.secrets, release, artifact, user.id)
     if range_header is not None and not if_range_holds(if_range, tag):
@@ -330,35 +347,51 @@ def hub_release(
     revision: str,
     user: User | None,
 ) -> Release:
-    """The release a Hub repo id and revision name: a version, "main" (newest) or our commit."""
-    org = session.scalars(select(Organisation).where(Organisation.slug == namespace)).first()
-    model = None
-    if org is not None:
-        model = session.scalars(
-            select(Model).where(Model.organisation_id == org.id, Model.name == name)
-        ).first()
-    if model is None:
-        raise NotFound(f"no model {namespace}/{name}")
-    releases = list(
-        session.scalars(
-            select(Release)
-            .where(Release.model_id == model.id)
-            .options(
-                selectinload(Release.artifacts).selectinload(Artifact.tensors),
-                selectinload(Release.model).selectinload(Model.organisation),
-            )
-            .order_by(Release.created_at.desc(), Release.id.desc())
+    """The release a Hub repo id and revision name: a version, "main" (newest) or our commit.
+
+    Called on every Hub request, so it reads one release with its model, organisation and
+    file list, never the tensor index (`sources.file_plan` keeps that per process).
+    """
+    releases = (
+        select(Release)
+        .join(Release.model)
+        .join(Model.organisation)
+        .where(Organisation.slug == namespace, Model.name == name)
+        .options(
+            contains_eager(Release.model).contains_eager(Model.organisation),
+            joinedload(Release.artifacts),  # in the same round trip: a release has few files
         )
     )
-    for release in releases:
-        if release.version == revision:
-            return release
-    if revision == "main" and releases:
-        return releases[0]
-    if user is not None and len(revision) == 40:
-        for release in releases:
-            if hmac.compare_digest(commit_hash(secrets, release, user.id), revision):
-                return release
+    newest = (Release.created_at.desc(), Release.id.desc())
+    if revision == "main":
+        # A version named "main" first, as for any other name; else the newest release.
+        first = (Release.version == revision).desc()
+        release = session.scalars(releases.order_by(first, *newest).limit(1)).unique().first()
+    else:
+        release = session.scalars(releases.where(Release.version == revision)).unique().first()
+    if release is None and user is not None and len(revision) == 40:
+        ids = list(
+            session.scalars(
+                select(Release.id)
+                .join(Release.model)
+                .join(Model.organisation)
+                .where(Organisation.slug == namespace, Model.name == name)
+                .order_by(*newest)
+            )
+        )
+        for release_id in ids:
+            if hmac.compare_digest(_commit_of(secrets, release_id, user.id), revision):
+                release = session.scalars(releases.where(Release.id == release_id)).unique().first()
+                break
+    if release is not None:
+        return release
+    model = session.scalar(
+        select(Model.id)
+        .join(Model.organisation)
+        .where(Organisation.slug == namespace, Model.name == name)
+    )
+    if model is None:
+        raise NotFound(f"no model {namespace}/{name}")
     raise RevisionNotFound(f"{namespace}/{name} has no revision {revision!r}")
 
 

@@ -13,7 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError as DBDataError
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,9 +23,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ringfence import __version__
 from ringfence.datadir import restrict_umask
 from ringfence.db import database_error
-from ringfence.errors import AuthenticationRequired, RingfenceError, TwoFactorRequired
+from ringfence.errors import (
+    AuthenticationRequired,
+    DatabaseUnavailable,
+    RingfenceError,
+    TwoFactorRequired,
+)
 from ringfence.operations.logs import current_request_id
 from ringfence.web.access_log import redact_access_log
+from ringfence.web.admission import RETRY_AFTER_S, AdmissionLimit
 from ringfence.web.headers import SecurityHeaders, header_value
 from ringfence.web.security import login_redirect
 from ringfence.web.telemetry import RequestTelemetry
@@ -201,6 +209,36 @@ def create_app(services: Services | None = None) -> FastAPI:
         request.state.account = None
         return error_response(request, error.http_status, error.diagnostics(), type(error).__name__)
 
+    @app.exception_handler(DBIntegrityError)
+    async def _concurrent_write(request: Request, exc: DBIntegrityError) -> Response:
+        # Two requests racing to create the same record (a double-clicked form): the loser's
+        # transaction rolled back and its caller reads a one-line 409, not a 500.
+        log.info("the database refused a write on %s: %s", request.url.path, exc.orig)
+        error = database_error(exc, None)
+        assert error is not None  # every IntegrityError maps to Conflict
+        request.state.account = None
+        return error_response(request, error.http_status, error.diagnostics(), type(error).__name__)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> Response:
+        # No pooled connection came free within the pool's short timeout: the caller may
+        # retry in a moment, as after a 429.
+        log.warning(
+            "no database connection free on %s %s (request id %s)",
+            request.method,
+            header_value(request.url.path, 200),
+            request_id(request),
+        )
+        request.state.account = None
+        error = DatabaseUnavailable(
+            "the server is busy: no database connection came free in time", hint="retry shortly"
+        )
+        response = error_response(
+            request, error.http_status, error.diagnostics(), type(error).__name__
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         response = error_response(request, exc.status_code, str(exc.detail), "HTTPError")
@@ -224,8 +262,12 @@ def create_app(services: Services | None = None) -> FastAPI:
             continue
         app.include_router(module.router)
     # Outermost last: security headers land on everything, the error answers included;
-    # telemetry counts the 500 that RequestIds makes of an unexpected error.
+    # telemetry counts the 500 that RequestIds makes of an unexpected error, and the 503 of
+    # the admission limit.
     app.add_middleware(RequestIds)
+    # Inside telemetry and the headers: a refused request is counted and carries them too.
+    settings = services.settings
+    app.add_middleware(AdmissionLimit, in_flight=settings.max_in_flight, queued=settings.max_queued)
     app.add_middleware(RequestTelemetry)
     app.add_middleware(SecurityHeaders, https=services.settings.base_url.startswith("https://"))
     return app
