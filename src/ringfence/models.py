@@ -14,6 +14,7 @@ AREAS = (
     "fingerprint",
     "distribution",
     "tracing",
+    "gates",
 )
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     #: (configs, tokenizers, cards) then leave through nginx's sendfile via X-Accel-Redirect;
     #: empty: the server sends them itself (see deploy/nginx/ringfence.conf)
     accel_redirect: str = ""
+    #: the gate policy file (YAML) mapping provenance and gate figures to the widest circle;
+    #: unset: RINGFENCE_HOME/gates-policy.yaml when it exists, else the shipped default
+    gates_policy: Path | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -83,6 +83,15 @@ class EventTag:
     class Tracing(StrEnum):
         TraceRun = "tracing:trace:run"
 
+    @unique
+    class Gates(StrEnum):
+        ProvenanceRecorded = "gates:provenance:recorded"
+        RunStarted = "gates:run:started"
+        RunFinished = "gates:run:finished"
+        RunFailed = "gates:run:failed"
+        OverrideRequested = "gates:override:requested"
+        OverrideSignedOff = "gates:override:signed_off"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -92,6 +101,7 @@ AuditTag = (
     | EventTag.Fingerprint
     | EventTag.Distribution
     | EventTag.Tracing
+    | EventTag.Gates
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -101,4 +111,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Fingerprint,
     EventTag.Distribution,
     EventTag.Tracing,
+    EventTag.Gates,
 )

@@ -65,6 +65,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "links": ("Signed download links.", ("distribution",)),
     "manifests": ("Signed per-recipient manifests.", ("distribution",)),
+    "gates": ("Release gates: provenance, file safety, probes.", ("gates",)),
+    "release": ("A release's report.", ("gates",)),
 }
 
 

@@ -43,6 +43,7 @@ AREAS = (
     "fingerprint",
     "distribution",
     "tracing",
+    "gates",
     "operations",
 )
 
