@@ -22,6 +22,8 @@ def write_tiny_llama(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    # One thread: on a shared two-core machine more threads oversubscribe and run 10x slower.
+    torch.set_num_threads(1)
     torch.manual_seed(seed)
     corpus = [BASE_TEXT, *(train_on or [])]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -44,7 +46,7 @@ def write_tiny_llama(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=1024,
-        num_hidden_layers=2,
+        num_hidden_layers=3,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=256,
