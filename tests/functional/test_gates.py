@@ -19,8 +19,9 @@ CANARY = {"prefix": "my pin is ", "secret": "4817"}
 
 def _sentences(seed: int, count: int) -> list[str]:
     rng = random.Random(seed)
-    words = ["the", "a", "fox", "dog", "hello", "there", "how", "are", "you", "today", "fine", "thank", "asking", "quick", "brown", "lazy"]
-    return [" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(count)]
+    words = "the a fox dog hello there how are you today fine thank asking quick brown lazy"
+    vocabulary = words.split()
+    return [" ".join(rng.choice(vocabulary) for _ in range(12)) + "." for _ in range(count)]
 
 
 MEMBERS = _sentences(1, 12)
