@@ -70,6 +70,12 @@ COVERED: dict[str, tuple[str, ...]] = {
     "users set": (f"{HERE}/test_access.py",),
     "users two-factor-reset": ("functional/test_two_factor.py", f"{HERE}/test_access.py"),
     "verify": ("functional/test_distribution_client.py",),
+    # gates
+    "gates run": ("functional/test_gates.py",),
+    "gates show": ("functional/test_gates.py",),
+    "gates override": ("functional/test_gates.py",),
+    "gates sign-off": ("functional/test_gates.py",),
+    "release report": ("functional/test_gates.py",),
 }
 
 
