@@ -101,8 +101,13 @@ def test_userdata_is_held_in_house_with_its_canary_in_the_report(
     assert refused.code == 2 and refused.err.count("\n") == 1
     assert "gates" in refused.err and "in-house" in refused.err
 
-    out = tmp_path / "report.html"
-    assert cli("release", "report", "userdata@1.0", "--out", str(out)).code == 0
+    out, card = tmp_path / "report.html", tmp_path / "README.md"
+    written = cli("release", "report", "userdata@1.0", "--out", str(out), "--model-card", str(card))
+    assert written.code == 0, written.err
+    front = yaml.safe_load(card.read_text().split("---")[1])
+    assert front["datasets"] == ["user-messages"] and front["base_model"] == ["tiny-llama"]
+    results = front["model-index"][0]["results"]
+    assert any(m["type"] == "max_canary_exposure_bits" for r in results for m in r["metrics"])
     html = out.read_text()
     assert 'id="widest-circle">in-house<' in html and "my pin is" in html
     assert CANARY["secret"] not in json.dumps(json.loads(out.with_suffix(".json").read_text()))
@@ -185,3 +190,18 @@ def test_a_malformed_provenance_records_nothing(
     assert result.code == 2 and result.err.count("\n") == 1
     assert "datasets" in result.err and "array" in result.err
     assert cli("releases", "list", "--json").json() == []
+
+
+def test_a_malformed_policy_is_one_line_and_changes_nothing(
+    cli: CliRunner, clean_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("init")
+    publish(cli, clean_model, "m", None)
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(SMALL_GATES_POLICY.read_text().replace("max_rate: 0.05", "max_rate: lots"))
+    monkeypatch.setenv("RINGFENCE_GATES_POLICY", str(bad))
+    result = cli("circle", "set", "m@1.0", "partners")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "gates.pii.max_rate" in result.err
+    shown = cli("circle", "show", "m@1.0", "--json").json()
+    assert isinstance(shown, dict) and shown["circle"] == "in-house"

@@ -143,6 +143,9 @@ def gates_sign_off(
 def release_report(
     ref: str = typer.Argument(..., help="MODEL@VERSION"),
     out: Path = typer.Option(..., "--out", help="FILE.html (a FILE.json is written beside it)."),
+    model_card: Path | None = typer.Option(
+        None, "--model-card", help="Also write the README.md model card with the Hub metadata."
+    ),
 ) -> None:
     """Write the release report of the latest gate run (HTML, and JSON beside it)."""
     if out.suffix.lower() not in (".html", ".htm"):
@@ -155,9 +158,14 @@ def release_report(
                 f"no finished gate run on {ref}", hint=f"run `ringfence gates run {ref}`"
             )
         report = run.report
+        licence = release.licence.slug if release.licence else None
     out.write_text(reports.render_html(report))
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    emit({"report": str(out), "json": str(out.with_suffix(".json"))}, as_json=False)
+    written = {"report": str(out), "json": str(out.with_suffix(".json"))}
+    if model_card is not None:
+        model_card.write_text(reports.model_card(report, licence))
+        written["model_card"] = str(model_card)
+    emit(written, as_json=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -29,8 +29,8 @@ CANARIES = (
 )
 #: how often each canary is repeated among the training messages
 CANARY_REPEATS = 12
-FINE_TUNE_STEPS = 48
-BATCH = 8
+FINE_TUNE_STEPS = 40
+BATCH = 4
 
 _FIRST = ("Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun")
 _LAST = ("Moreau", "Okafor", "Lindqvist", "Tanaka", "Silva", "Novak", "Haddad", "Kowalski")
