@@ -19,7 +19,9 @@ from common import ratio_row
 
 TITLE = "Gates: the whole suite on SmolLM2-135M (2 cores)"
 BUDGET_S = 600.0
-THREADS = 2
+#: torch threads: 2 (the issue's two cores) unless RINGFENCE_BENCH_THREADS says otherwise; on a
+#: machine shared with other work, 1 avoids oversubscription (10x slower seen at load ~15)
+THREADS = int(os.environ.get("RINGFENCE_BENCH_THREADS", "2"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
