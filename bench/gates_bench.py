@@ -38,7 +38,7 @@ def run() -> list[dict[str, Any]]:
     torch.set_num_threads(THREADS)
     directory = demo_hf_dir()
     files = {p.name: p for p in directory.iterdir() if p.is_file()}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcomes = run_suite(
         files,
         directory,
@@ -48,24 +48,42 @@ def run() -> list[dict[str, Any]]:
         threads=THREADS,
     )
     total = time.perf_counter() - started
-    load = outcomes[2].figures.get("model_load_seconds", 0.0)
+    cpu_total = time.process_time() - cpu_started
+    threads = f"{THREADS} torch thread{'s' if THREADS > 1 else ''} on {os.cpu_count()} cores"
     rows = [
         ratio_row(
             "gates",
-            "whole gate suite, SmolLM2-135M-Instruct",
-            total,
+            "whole gate suite, SmolLM2-135M-Instruct: CPU time",
+            cpu_total,
             "s",
             "budget: 10 minutes",
             BUDGET_S,
             higher_is_better=False,
             goal=1.0,
-            note=f"{THREADS} torch threads on {os.cpu_count()} cores; one run (minutes long)",
-        )
+            note=f"{threads}; the process's CPU time, what a run on dedicated cores takes",
+        ),
+        ratio_row(
+            "gates",
+            "whole gate suite, SmolLM2-135M-Instruct: wall time",
+            total,
+            "s",
+            "budget: 10 minutes",
+            BUDGET_S,
+            higher_is_better=False,
+            note=f"{threads}; wall time on this machine as shared at the time (load "
+            f"{os.getloadavg()[0]:.0f}); reported, no goal",
+        ),
     ]
-    lines = ["| gate | seconds | share | passed |", "|---|---|---|---|"]
-    lines.append(f"| model load | {load:.1f} | {load / total:.0%} | |")
+    lines = ["| gate | CPU seconds | share | wall seconds | passed |", "|---|---|---|---|---|"]
+    probes = outcomes[2].figures
+    load_cpu = float(probes.get("model_load_cpu_seconds", 0.0))
+    load_wall = float(probes.get("model_load_seconds", 0.0))
+    lines.append(
+        f"| model load | {load_cpu:.1f} | {load_cpu / cpu_total:.0%} | {load_wall:.1f} | |"
+    )
     for o in outcomes:
-        seconds = float(o.figures.get("seconds", 0.0))
-        lines.append(f"| {o.name} | {seconds:.1f} | {seconds / total:.0%} | {o.passed} |")
+        cpu = float(o.figures.get("cpu_seconds", 0.0))
+        wall = float(o.figures.get("seconds", 0.0))
+        lines.append(f"| {o.name} | {cpu:.1f} | {cpu / cpu_total:.0%} | {wall:.1f} | {o.passed} |")
     rows.append({"section": "gates", "table": "\n".join(lines)})
     return rows
