@@ -100,7 +100,10 @@ def run_suite(
         rules = policy.gate("memorisation")
         timed(lambda: memorisation.run(model, provenance, rules))
     progress(0.5, "PII in sampled generations")
-    timed(lambda: pii.run(model, policy.gate("pii")))
+    declared = (provenance or {}).get("private_samples", []) + (
+        (provenance or {}).get("membership") or {}
+    ).get("members", [])
+    timed(lambda: pii.run(model, policy.gate("pii"), training_texts=declared))
     progress(0.75, "safety probes")
     timed(lambda: safety.run(model, policy.gate("safety")))
     outcomes[2].figures["model_load_seconds"] = load_seconds
