@@ -198,7 +198,7 @@ def test_a_malformed_policy_is_one_line_and_changes_nothing(
     cli("init")
     publish(cli, clean_model, "m", None)
     bad = tmp_path / "policy.yaml"
-    bad.write_text(SMALL_GATES_POLICY.read_text().replace("max_rate: 0.05", "max_rate: lots"))
+    bad.write_text(SMALL_GATES_POLICY.read_text().replace("max_rate: 0.15", "max_rate: lots"))
     monkeypatch.setenv("RINGFENCE_GATES_POLICY", str(bad))
     result = cli("circle", "set", "m@1.0", "partners")
     assert result.code == 2 and result.err.count("\n") == 1

@@ -67,6 +67,7 @@ SCHEMA: dict[str, Any] = {
                     generations={"type": "integer", "minimum": 1, "maximum": 10000},
                     max_new_tokens={"type": "integer", "minimum": 1, "maximum": 512},
                     max_rate=_RATE,
+                    max_leaked={"type": "integer", "minimum": 0},
                 ),
                 "safety": _gate(
                     max_new_tokens={"type": "integer", "minimum": 1, "maximum": 512},
