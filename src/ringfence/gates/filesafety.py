@@ -79,7 +79,10 @@ def scan_file(path: Path, where: str) -> tuple[str, list[str]]:
                 fh.seek(0)
                 kind = "zip"
                 findings += _zip_findings(fh, where)
-    findings += _picklescan(path, where)
+    if kind not in ("safetensors", "gguf", "json", "text"):
+        # What parsed strictly as a data format cannot be a pickle; picklescan would only
+        # log that it is not one. Everything else gets its second opinion.
+        findings += _picklescan(path, where)
     return kind, findings
 
 
