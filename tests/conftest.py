@@ -33,6 +33,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     databases.close()
 
 
+#: the gate policies tests use: other areas' tests widen releases freely under the open one
+GATES_DATA = Path(__file__).parent / "data" / "gates"
+OPEN_GATES_POLICY = GATES_DATA / "open-policy.yaml"
+SMALL_GATES_POLICY = GATES_DATA / "small-policy.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _open_gates() -> Iterator[None]:
+    """Gates allow every circle unless a test chooses a policy (the gates' own tests do):
+    the other areas' tests widen releases that never went through the gates. Session-wide,
+    so module-scoped worlds built before any test see it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RINGFENCE_GATES_POLICY", str(OPEN_GATES_POLICY))
+        yield
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh RINGFENCE_HOME (SQLite file + blob store) for one test."""

@@ -20,6 +20,7 @@ AREAS = (
     "webhooks",
     "incidents",
     "hosted",
+    "gates",
 )
 
 #: modules that register themselves where other areas ask (access.hooks, session events)

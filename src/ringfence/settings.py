@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_in_flight: int = 16
     #: requests one server process lets wait for a turn; beyond, it answers 503 + Retry-After
     max_queued: int = 512
+    #: the gate policy file (YAML) mapping provenance and gate figures to the widest circle;
+    #: unset: RINGFENCE_HOME/gates-policy.yaml when it exists, else the shipped default
+    gates_policy: Path | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -95,4 +95,8 @@ class Services:
 
 def build(settings: Settings | None = None) -> Services:
     """Services for the given settings (default: from the environment)."""
+    from ringfence.models import load_all
+
+    # Every area's tables, and what areas register on loading (the gates' hold on widening).
+    load_all()
     return Services(settings or Settings())

@@ -700,6 +700,30 @@ TABLE: dict[tuple[str, str], Entry] = {
     ),
     ("GET", "/account/usage"): Entry(signed_in),
     ("GET", "/admin/hosted"): Entry(browser_with_role("admin")),
+    # gates: running them and overrides are admins' (sessions only); the report is for those
+    # who review; the world's releases have no finished run and no override, so those who may
+    # read the report or sign off find none (404), everyone else is refused before looking
+    ("POST", "/models/{name}/{version}/gates/run"): Entry(
+        browser_with_role("admin"), per_circle=True, scratch=True
+    ),
+    ("GET", "/models/{name}/{version}/gates/report"): Entry(
+        lambda p, circle: (
+            HIDDEN
+            if browser_with_role(*REVIEWERS)(p, circle) == OK
+            else browser_with_role(*REVIEWERS)(p, circle)
+        ),
+        per_circle=True,
+    ),
+    ("POST", "/models/{name}/{version}/gates/override"): Entry(
+        browser_with_role("admin"), per_circle=True, scratch=True, body=_form(circle="research")
+    ),
+    ("POST", "/gates/overrides/{override_id}/sign-off"): Entry(
+        lambda p, circle: (
+            HIDDEN
+            if browser_with_role("admin")(p, circle) == OK
+            else browser_with_role("admin")(p, circle)
+        )
+    ),
 }
 
 
@@ -868,6 +892,7 @@ def _fill(path: str, world: World, p: Principal, circle: str, entry: Entry) -> s
             "nda_id": str(world.nda_id),
             "job_id": str(world.job_id),
             "incident_id": str(world.incident_id),
+            "override_id": "999999",
         }[name]
 
     return re.sub(r"\{(\w+)(?::\w+)?\}", value, path)

@@ -123,6 +123,14 @@ class EventTag:
         QuotaSet = "hosted:quota:set"
         BackendSet = "hosted:backend:set"
 
+    class Gates(StrEnum):
+        ProvenanceRecorded = "gates:provenance:recorded"
+        RunStarted = "gates:run:started"
+        RunFinished = "gates:run:finished"
+        RunFailed = "gates:run:failed"
+        OverrideRequested = "gates:override:requested"
+        OverrideSignedOff = "gates:override:signed_off"
+
 
 #: any declared tag (what `ringfence.audit.services.record` accepts)
 AuditTag = (
@@ -137,6 +145,7 @@ AuditTag = (
     | EventTag.Webhooks
     | EventTag.Incident
     | EventTag.Hosted
+    | EventTag.Gates
 )
 #: the tag classes, one per area
 TAG_CLASSES: tuple[type[StrEnum], ...] = (
@@ -151,4 +160,5 @@ TAG_CLASSES: tuple[type[StrEnum], ...] = (
     EventTag.Webhooks,
     EventTag.Incident,
     EventTag.Hosted,
+    EventTag.Gates,
 )

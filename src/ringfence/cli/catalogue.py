@@ -122,9 +122,18 @@ def publish(
     max_colluders: int | None = typer.Option(
         None, "--max-colluders", help="Fingerprint: most colluders pooling copies."
     ),
+    provenance: Path | None = typer.Option(
+        None,
+        "--provenance",
+        help="Provenance manifest (YAML): training data, private samples, canaries.",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate and publish a release in one transaction (it starts in the in-house circle)."""
+    from ringfence.gates import provenance as provenances
+
+    # Read and validated first: a bad manifest records nothing.
+    manifest = provenances.load(provenance) if provenance is not None else None
     svc = services()
     params = fingerprint.publish_params(
         svc.settings, max_recipients=max_recipients, max_colluders=max_colluders
@@ -153,6 +162,10 @@ def publish(
                 fingerprint=params,
                 progress=progress,
             )
+            if manifest is not None:
+                from ringfence.gates import services as gates
+
+                gates.attach_provenance(session, release, manifest, actor="cli")
             result = release_summary(release)
     emit(result, as_json=as_json)
 

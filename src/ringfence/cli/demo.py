@@ -14,7 +14,7 @@ from ringfence.accounts import services as accounts
 from ringfence.accounts import two_factor
 from ringfence.catalogue import services as catalogue
 from ringfence.cli.context import services
-from ringfence.cli.output import console
+from ringfence.cli.output import console, emit
 from ringfence.db import transaction
 from ringfence.errors import NotFound
 from ringfence.fingerprint import services as fingerprint
@@ -27,8 +27,18 @@ DEMO_ACCOUNTS = (("admin@lab.example", "admin"), ("reviewer@lab.example", "revie
 
 
 @demo_app.command("prepare")
-def prepare(quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success.")) -> None:
+def prepare(
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Also make the userdata release; print both as JSON."
+    ),
+) -> None:
     """Fetch (once) and convert the demo model into the cache."""
+    if as_json:
+        from ringfence.gates import demo_data
+
+        emit(demo_data.prepare(), as_json=True)
+        return
     with console.status("preparing SmolLM2-135M-Instruct (cached after the first run)"):
         path = demo.demo_hf_dir()
     if not quiet:
@@ -50,28 +60,19 @@ def set_up(svc: Services) -> list[DemoAccount]:
     Admin and reviewer have two-factor sign-in on, with a fresh secret each.
     Idempotent: a second run changes nothing and returns no accounts (they were shown once).
     """
-    ref = f"{demo.MODEL_NAME}@{demo.MODEL_VERSION}"
     created: list[DemoAccount] = []
     with transaction(svc.sessions) as session:
         catalogue.init_organisation(session, "lab", "Demo Lab")
         licence = licences.install_research_licence(session, actor=ACTOR)
-        try:
-            catalogue.get_release(session, ref)
-        except NotFound:
-            console.print(f"publishing {ref} ...")
-            release = catalogue.publish(
-                session,
-                svc.blobs,
-                demo.demo_hf_dir(),
-                model=demo.MODEL_NAME,
-                version=demo.MODEL_VERSION,
-                licence=licence.ref,
-                actor=ACTOR,
-                fingerprint=fingerprint.settings_params(svc.settings),
-            )
-            set_circle(
-                session, release, "research", reason="demo: open to researchers", actor=ACTOR
-            )
+        licence_ref = licence.ref
+    # Both releases go through the gates: smollm2 passes and opens to researchers;
+    # smollm2-userdata (trained on user messages) is held in-house by them.
+    from ringfence.gates import demo_data
+
+    prepared = demo_data.prepare()
+    for name, circle in ((demo.MODEL_NAME, "research"), (demo_data.USERDATA_NAME, None)):
+        _publish_gated(svc, name, prepared[name], licence_ref, circle)
+    with transaction(svc.sessions) as session:
         for email, role in DEMO_ACCOUNTS:
             try:
                 accounts.get_user(session, email)
@@ -96,6 +97,53 @@ def set_up(svc: Services) -> list[DemoAccount]:
     return created
 
 
+def _publish_gated(
+    svc: Services, name: str, prepared: dict[str, str], licence: str, circle: str | None
+) -> None:
+    """Publish one demo release with its provenance, run its gates, then widen it."""
+    from pathlib import Path
+
+    from ringfence.gates import provenance
+    from ringfence.gates import services as gates
+
+    ref = f"{name}@{demo.MODEL_VERSION}"
+    with transaction(svc.sessions) as session:
+        try:
+            release = catalogue.get_release(session, ref)
+            release_id, fresh = release.id, False
+        except NotFound:
+            console.print(f"publishing {ref} ...")
+            release = catalogue.publish(
+                session,
+                svc.blobs,
+                Path(prepared["model"]),
+                model=name,
+                version=demo.MODEL_VERSION,
+                licence=licence,
+                actor=ACTOR,
+                fingerprint=fingerprint.settings_params(svc.settings),
+            )
+            manifest = provenance.load(Path(prepared["provenance"]))
+            gates.attach_provenance(session, release, manifest, actor=ACTOR)
+            session.flush()
+            release_id, fresh = release.id, True
+    if not fresh:
+        return
+    with console.status(f"running the gates on {ref}") as status:
+        gates.run_gates(
+            svc,
+            release_id,
+            lambda fraction, message: status.update(f"gates on {ref}: {fraction:.0%} {message}"),
+            actor=ACTOR,
+        )
+    with transaction(svc.sessions) as session:
+        release = catalogue.get_release(session, ref)
+        widest = gates.widest_allowed(session, release)
+        console.print(f"  {ref}: the gates allow at most the {widest.circle} circle")
+        if circle is not None:
+            set_circle(session, release, circle, reason="demo: open to researchers", actor=ACTOR)
+
+
 @demo_app.command("run")
 def run(
     host: str = typer.Option("127.0.0.1", "--host"),
@@ -109,6 +157,10 @@ def run(
     created = set_up(svc)
     console.print(f"\n[bold]ringfence demo[/bold]: open http://{host}:{port}/")
     console.print("  smollm2@1.0 (the real SmolLM2-135M-Instruct) is in the research circle.")
+    console.print(
+        "  smollm2-userdata@1.0 (fine-tuned on synthetic user messages) is held in-house by"
+        " its gates: see its release report on its page."
+    )
     console.print(
         "  [yellow]Development outbox ON[/yellow]: no mail leaves this machine; admins read "
         f"every mail (verification and reset links) at http://{host}:{port}/outbox."

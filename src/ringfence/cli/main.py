@@ -77,6 +77,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Hosted access: quotas, backends, usage of the inference endpoint.",
         ("hosted",),
     ),
+    "gates": ("Release gates: provenance, file safety, probes.", ("gates",)),
+    "release": ("A release's report.", ("gates",)),
 }
 
 

@@ -53,6 +53,7 @@ AREAS = (
     "tracing",
     "jobs",
     "incidents",
+    "gates",
     "operations",
     "downstream",
     "webhooks",

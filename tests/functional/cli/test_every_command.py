@@ -94,6 +94,12 @@ COVERED: dict[str, tuple[str, ...]] = {
     "webhooks add": (DOWNSTREAM,),
     "webhooks deliver": (DOWNSTREAM,),
     "webhooks list": (DOWNSTREAM,),
+    # gates
+    "gates run": ("functional/test_gates.py",),
+    "gates show": ("functional/test_gates.py",),
+    "gates override": ("functional/test_gates.py",),
+    "gates sign-off": ("functional/test_gates.py",),
+    "release report": ("functional/test_gates.py",),
 }
 
 
