@@ -143,6 +143,7 @@ def attacks(cfg: dict[str, int], hf: Path, original: F.Tensors) -> dict[str, tup
             ),
         ),
     }
+    table.update(rotations(cfg))
     for k in (2, 4, 8):
         table[f"{k} colluders: average + Q4_0"] = (k, gg(lambda c, r: T.average(c), "Q4_0"))
         table[f"{k} colluders: interleave + Q4_0"] = (
@@ -150,6 +151,48 @@ def attacks(cfg: dict[str, int], hf: Path, original: F.Tensors) -> dict[str, tup
             gg(lambda c, r: T.interleave(c, r), "Q4_0"),
         )
         table[f"{k} colluders: median + Q4_0"] = (k, gg(lambda c, r: T.median(c), "Q4_0"))
+    return table
+
+
+def rotations(cfg: dict[str, int]) -> dict[str, tuple[int, Attack]]:
+    """QuaRot/SpinQuant-style rotations: norms folded, the residual stream rotated by a random
+    or a randomised Hadamard Q, alone or followed by 4-bit quantisation, permutations,
+    rescaling, and rotations inside the heads."""
+    from bench.attacks import rotation as R
+    from bench.attacks.q4k import quantise_q4_k
+
+    def make(kind: str, c: list[F.Tensors], r: np.random.Generator) -> F.Tensors:
+        d = c[0]["model.embed_tokens.weight"].shape[1]
+        q = R.random_hadamard(d, r) if kind == "Hadamard" else R.random_orthogonal(d, r)
+        return R.rotate(c[0], q)
+
+    table: dict[str, tuple[int, Attack]] = {}
+    for kind in ("random", "Hadamard"):
+        name = f"rotation ({kind} Q)"
+
+        def alone(c: list[F.Tensors], r: np.random.Generator, d: Path, k: str = kind) -> Path:
+            return F.write_st(make(k, c, r), d / "model.safetensors", "BF16")
+
+        def q4_0(c: list[F.Tensors], r: np.random.Generator, d: Path, k: str = kind) -> Path:
+            return F.write_gguf(make(k, c, r), d / "leak.gguf", cfg, "Q4_0")
+
+        def q4_k(c: list[F.Tensors], r: np.random.Generator, d: Path, k: str = kind) -> Path:
+            return F.write_st(quantise_q4_k(make(k, c, r)), d / "model.safetensors", "F32")
+
+        table[name] = (1, alone)
+        table[f"{name} + Q4_0"] = (1, q4_0)
+        table[f"{name} + Q4_K (numpy port)"] = (1, q4_k)
+
+    def shuffled(c: list[F.Tensors], r: np.random.Generator, d: Path) -> Path:
+        t = T.rescale_channels(T.permute_mlp(make("random", c, r), r), r)
+        return F.write_st(t, d / "model.safetensors", "F32")
+
+    def heads(c: list[F.Tensors], r: np.random.Generator, d: Path) -> Path:
+        t = R.rotate_heads(make("random", c, r), r, cfg["heads"], cfg["kv_heads"])
+        return F.write_gguf(t, d / "leak.gguf", cfg, "Q4_0")
+
+    table["rotation (random Q) + MLP permutation + rescaling"] = (1, shuffled)
+    table["rotation (random Q) + rotations inside heads + Q4_0"] = (1, heads)
     return table
 
 

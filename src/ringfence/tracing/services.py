@@ -47,10 +47,13 @@ from ringfence.tracing.match import (
     identify_release,
     load_suspect,
     match_tensors,
+    oriented,
     original_raw,
+    release_stream,
     shape_of,
     weight_plans,
 )
+from ringfence.tracing.rotation import block_axis, stream_role, undo_block_rotations
 from ringfence.tracing.suspect import Suspect, SuspectFile, open_suspect
 from ringfence.wiring import Services
 
@@ -61,6 +64,8 @@ Progress = Callable[[str], None]
 _LAYER = re.compile(r"\.(\d+)\.")
 #: tensors read at once (one per core; each holds a few float32 copies of one matrix)
 READ_WORKERS = min(4, os.cpu_count() or 1)
+#: an attention matrix aligned worse than this is tried for rotations inside its heads
+HEADS_SUSPECTED = 0.8
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,8 @@ def read_symbols(
         return decode(tensor.dtype, original_raw(services, artifact, tensor)).reshape(shapes[name])
 
     mapping = match_tensors(suspect, shapes, steps, load_original)
+    transform, _ = release_stream(services, release, suspect)
+    steps.extend(transform.steps())
     length = release_params(release).design.length
     total = SymbolEvidence.empty(length)
     groups: dict[str, SymbolEvidence] = {}
@@ -217,7 +224,18 @@ def read_symbols(
         dtype = suspect.entries[other].info.dtype
         if dtype != tensor.dtype:
             said.append(f"dtype {dtype} read against the release's {tensor.dtype}")
+        if not transform.empty and stream_role(name) is not None:
+            theirs = transform.undo(name, oriented(original.shape, theirs))
         aligned = align_matrix(original, theirs)
+        axis = block_axis(name)
+        if aligned.correlation < HEADS_SUSPECTED and axis is not None:
+            # rotations inside attention heads (value/output, rotary-preserving query/key)
+            inside = undo_block_rotations(original, theirs, axis)
+            if inside is not None:
+                again = align_matrix(original, inside[0])
+                if again.correlation > aligned.correlation:
+                    said.append(f"rotations inside heads undone (blocks of {inside[1]})")
+                    aligned = again
         del theirs
         said.extend(aligned.steps)
         if aligned.correlation < MIN_RELEASE_CORRELATION:
