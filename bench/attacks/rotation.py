@@ -103,9 +103,7 @@ def rotate(tensors: Tensors, q: F32) -> Tensors:
     return rotate_stream(fold_norms(tensors), q)
 
 
-def rotate_heads(
-    tensors: Tensors, rng: np.random.Generator, heads: int, kv_heads: int
-) -> Tensors:
+def rotate_heads(tensors: Tensors, rng: np.random.Generator, heads: int, kv_heads: int) -> Tensors:
     """Per layer and key/value head: v rows by R and its query heads' o columns by Rᵀ; q and k
     rows by the same 2-D rotation of each rotary plane (rows i and i + head_dim/2)."""
     out = dict(tensors)

@@ -220,13 +220,15 @@ def oriented(shape: tuple[int, ...], values: F32) -> F32:
 
 def identify_release(
     services: Services, session: Session, suspect: Suspect
-) -> tuple[Release, float]:
+) -> tuple[Release, float, StreamTransform | None]:
     """The catalogued release whose weights the suspect's are closest to (aligned correlation).
 
     When none is close in the suspect's own coordinates, each release is tried again with the
-    suspect's residual-stream rotation (fitted against it) undone.
+    suspect's residual-stream rotation (fitted against it) undone; that transform is returned
+    with the release (None when the release was recognised without one).
     """
     best: tuple[float, Release | None] = (-1.0, None)
+    found: dict[int, StreamTransform] = {}
     releases = [get_release(session, summary.ref) for summary in list_releases(session)]
     for release in releases:
         value = _release_score(services, release, suspect)
@@ -237,6 +239,7 @@ def identify_release(
             transform, _ = release_stream(services, release, suspect)
             if transform.rotation is None:
                 continue
+            found[release.id] = transform
             value = _release_score(services, release, suspect, transform)
             if value is not None and value > best[0]:
                 best = (value, release)
@@ -245,7 +248,7 @@ def identify_release(
             "the suspect's weights match no release in the catalogue "
             f"(best correlation {max(best[0], 0.0):.2f}): no fingerprint found"
         )
-    return best[1], best[0]
+    return best[1], best[0], found.get(best[1].id)
 
 
 def original_values(services: Services, artifact: Artifact, name: str) -> F32:

@@ -38,7 +38,7 @@ F32 = npt.NDArray[np.float32]
 
 #: rows of a tensor used to fit or to check the rotation (evenly spaced)
 FIT_ROWS = 4096
-CHECK_ROWS = 256
+CHECK_ROWS = 96
 #: a tensor agrees with a rotation when its rows correlate this well (median) once undone
 AGREE = 0.8
 #: a fitted rotation this close to the identity (max |R − I|) is taken as none
@@ -176,9 +176,8 @@ def fit_stream_rotation(pairs: Mapping[str, tuple[F32, F32]]) -> StreamRotation 
         return None
     agree, r = best
     # refit on every tensor that agrees, then check again with the better estimate
-    for _ in range(2):
-        r = procrustes([fits[n] for n in agree])
-        agree = agreeing(r) or agree
+    r = procrustes([fits[n] for n in agree])
+    agree = agreeing(r) or agree
     if float(np.max(np.abs(r - np.eye(d, dtype=np.float32)))) < IDENTITY_TOLERANCE:
         return None
     return StreamRotation(r, len(agree), len(agree), len(usable))

@@ -53,7 +53,12 @@ from ringfence.tracing.match import (
     shape_of,
     weight_plans,
 )
-from ringfence.tracing.rotation import block_axis, stream_role, undo_block_rotations
+from ringfence.tracing.rotation import (
+    StreamTransform,
+    block_axis,
+    stream_role,
+    undo_block_rotations,
+)
 from ringfence.tracing.suspect import Suspect, SuspectFile, open_suspect
 from ringfence.wiring import Services
 
@@ -194,8 +199,13 @@ def read_symbols(
     suspect: Suspect,
     steps: list[str],
     progress: Progress | None = None,
+    transform: StreamTransform | None = None,
 ) -> tuple[SymbolEvidence, dict[str, SymbolEvidence], int, int]:
-    """Align every carrier tensor the suspect holds and read the code symbols from it."""
+    """Align every carrier tensor the suspect holds and read the code symbols from it.
+
+    `transform` is the suspect's residual-stream transform when it is known already (fitted
+    while identifying the release); otherwise it is fitted here.
+    """
     plans = weight_plans(services, release, key)
     carriers = {t.name: (artifact, plan, t) for artifact, plan in plans for t in plan.tensors}
     shapes = {name: shape_of(a, name) for name, (a, _, _) in carriers.items()}
@@ -205,7 +215,8 @@ def read_symbols(
         return decode(tensor.dtype, original_raw(services, artifact, tensor)).reshape(shapes[name])
 
     mapping = match_tensors(suspect, shapes, steps, load_original)
-    transform, _ = release_stream(services, release, suspect)
+    if transform is None:
+        transform, _ = release_stream(services, release, suspect)
     steps.extend(transform.steps())
     length = release_params(release).design.length
     total = SymbolEvidence.empty(length)
@@ -376,15 +387,18 @@ def _statistical_path(
 ) -> TraceResult:
     steps: list[str] = []
     originals = _originals_matching(session, suspect.files)
+    transform = None
     if release_ref is not None:
         release = get_release(session, release_ref)
     else:
         say("identifying the release")
-        release, corr = identify_release(services, session, suspect)
+        release, corr, transform = identify_release(services, session, suspect)
         steps.append(f"release identified by weight correlation {corr:.3f}")
     key = release_key(services.secrets, release)
     say(f"reading the fingerprint against {release.ref}")
-    total, groups, read, carrying = read_symbols(services, release, key, suspect, steps, say)
+    total, groups, read, carrying = read_symbols(
+        services, release, key, suspect, steps, say, transform
+    )
     params = release_params(release)
     length = params.design.length
     limits = release_thresholds(key, params)
