@@ -90,6 +90,23 @@ def load_suspect(suspect: Suspect, name: str) -> tuple[F32, str | None]:
     return values, None
 
 
+def suspect_grid(suspect: Suspect, name: str) -> F32 | None:
+    """The bin widths of a quantised GGUF tensor, in the row order `load_suspect` gives."""
+    from ringfence.formats.convert import unpermute_rotary
+
+    grid = suspect.grid(name)
+    if grid is None or grid.ndim != 2:
+        return grid
+    meta = suspect.gguf_metadata
+    heads = meta.get("llama.attention.head_count")
+    kv_heads = meta.get("llama.attention.head_count_kv", heads)
+    if heads and re.search(r"\.attn_q\.weight$", name):
+        return unpermute_rotary(grid, int(heads))
+    if kv_heads and re.search(r"\.attn_k\.weight$", name):
+        return unpermute_rotary(grid, int(kv_heads))
+    return grid
+
+
 def match_tensors(
     suspect: Suspect,
     originals: dict[str, tuple[int, ...]],

@@ -38,7 +38,9 @@ F32 = npt.NDArray[np.float32]
 
 #: rows of a tensor used to fit or to check the rotation (evenly spaced)
 FIT_ROWS = 4096
-CHECK_ROWS = 96
+CHECK_ROWS = 48
+#: tensors (the largest) a rotation is fitted on
+FIT_TENSORS = 12
 #: a tensor agrees with a rotation when its rows correlate this well (median) once undone
 AGREE = 0.8
 #: a fitted rotation this close to the identity (max |R − I|) is taken as none
@@ -151,36 +153,31 @@ def fit_stream_rotation(pairs: Mapping[str, tuple[F32, F32]]) -> StreamRotation 
         n: (a[_even_rows(a.shape[0], CHECK_ROWS)], s[_even_rows(s.shape[0], CHECK_ROWS)])
         for n, (a, s) in usable.items()
     }
-    fits = {
-        n: (s[_even_rows(s.shape[0], FIT_ROWS)], a[_even_rows(a.shape[0], FIT_ROWS)])
-        for n, (a, s) in usable.items()
-    }
 
-    def agreeing(r: F32) -> list[str]:
-        return [n for n, (a, s) in checks.items() if median_row_correlation(s @ r, a) >= AGREE]
+    def agreeing(r: F32, among: Sequence[str]) -> list[str]:
+        return [n for n in among if median_row_correlation(checks[n][1] @ r, checks[n][0]) >= AGREE]
 
-    # seeds: tensors with at least twice as many rows as the stream is wide, largest first
-    seeds = sorted(
-        (n for n, (a, _) in usable.items() if a.shape[0] >= 2 * d),
-        key=lambda n: -usable[n][0].shape[0],
-    )
+    # seeds: tensors with at least twice as many rows as the stream is wide, largest first;
+    # a seed is judged by how many of the tensors given for fitting agree with it
+    fitting = sorted(usable, key=lambda n: -usable[n][0].shape[0])[:FIT_TENSORS]
+    seeds = [n for n in fitting if usable[n][0].shape[0] >= 2 * d]
     best: tuple[list[str], F32] | None = None
     for name in seeds[:6]:
-        r = procrustes([fits[name]])
-        agree = agreeing(r)
+        a, s = usable[name]
+        r = procrustes([(s, a)])
+        agree = agreeing(r, fitting)
         if best is None or len(agree) > len(best[0]):
             best = (agree, r)
-        if len(agree) * 2 >= len(usable):
+        if len(agree) * 2 >= len(fitting):
             break
     if best is None or not best[0]:
         return None
     agree, r = best
-    # refit on every tensor that agrees, then check again with the better estimate
-    r = procrustes([fits[n] for n in agree])
-    agree = agreeing(r) or agree
+    # refit on every fitting tensor that agrees, then count agreement among all of them
+    r = procrustes([(usable[n][1], usable[n][0]) for n in agree])
     if float(np.max(np.abs(r - np.eye(d, dtype=np.float32)))) < IDENTITY_TOLERANCE:
         return None
-    return StreamRotation(r, len(agree), len(agree), len(usable))
+    return StreamRotation(r, len(agree), len(agreeing(r, list(usable))), len(usable))
 
 
 @dataclass

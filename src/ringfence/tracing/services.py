@@ -51,6 +51,7 @@ from ringfence.tracing.match import (
     original_raw,
     release_stream,
     shape_of,
+    suspect_grid,
     weight_plans,
 )
 from ringfence.tracing.rotation import (
@@ -235,8 +236,10 @@ def read_symbols(
         dtype = suspect.entries[other].info.dtype
         if dtype != tensor.dtype:
             said.append(f"dtype {dtype} read against the release's {tensor.dtype}")
+        untouched = True
         if not transform.empty and stream_role(name) is not None:
             theirs = transform.undo(name, oriented(original.shape, theirs))
+            untouched = False
         aligned = align_matrix(original, theirs)
         axis = block_axis(name)
         if aligned.correlation < HEADS_SUSPECTED and axis is not None:
@@ -246,11 +249,13 @@ def read_symbols(
                 again = align_matrix(original, inside[0])
                 if again.correlation > aligned.correlation:
                     said.append(f"rotations inside heads undone (blocks of {inside[1]})")
-                    aligned = again
+                    aligned, untouched = again, False
         del theirs
         said.extend(aligned.steps)
         if aligned.correlation < MIN_RELEASE_CORRELATION:
             return said, None
+        # the leak's own quantisation grid, where its values are read in its own layout
+        grid = suspect_grid(suspect, other) if untouched and not aligned.steps else None
         ev = tensor_evidence(
             tensor.dtype,
             raw,
@@ -259,6 +264,7 @@ def read_symbols(
             plan.code_length,
             plan.density_log2,
             values=original,
+            grid=grid,
         )
         return said, ev
 

@@ -20,6 +20,7 @@ from ringfence.tracing.rotation import (
     AGREE,
     CHECK_ROWS,
     FIT_ROWS,
+    FIT_TENSORS,
     StreamRole,
     StreamTransform,
     effective_rows,
@@ -35,8 +36,6 @@ Loader = Callable[[str], F32]
 
 #: tensors probed in their own coordinates before a rotation is looked for
 PROBES = 8
-#: tensors fitted on with FIT_ROWS rows (the others are checked on CHECK_ROWS rows)
-FIT_TENSORS = 12
 
 
 def _rows_sample(n: int, most: int) -> npt.NDArray[np.int64]:
@@ -111,7 +110,10 @@ def stream_transform(
         if p is not None and median_row_correlation(p[1], p[0]) >= AGREE:
             return StreamTransform(None, norms, frozenset(changed)), names
 
-    fit_names = {n for n, _ in by_size[:: max(1, len(by_size) // FIT_TENSORS)][:FIT_TENSORS]}
+    # the largest tensors of each layer kind, spread over the layers, are fitted on (FIT_ROWS
+    # rows each); the others are checked (CHECK_ROWS rows each)
+    spread = by_size[:: max(1, len(by_size) // FIT_TENSORS)][:FIT_TENSORS]
+    fit_names = {n for n, _ in spread}
     pairs = {}
     for o_name, role in stream:
         p = pair(o_name, role, FIT_ROWS if o_name in fit_names else CHECK_ROWS)
