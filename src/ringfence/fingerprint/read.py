@@ -127,6 +127,9 @@ def tensor_evidence(
     if flat.size != numel:
         raise ValueError(f"suspect tensor has {flat.size} elements, the original {numel}")
     decoded = None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
+    widths = None if grid is None else np.asarray(grid, dtype=np.float32).reshape(-1)
+    if widths is not None and widths.size != numel:
+        widths = None  # a grid of another shape is no grid of this tensor
     out = SymbolEvidence.empty(code_length)
     step = SLICE - SLICE % max(per_unit, carrier.BLOCK)
     for first in range(0, numel, step):
@@ -137,10 +140,10 @@ def tensor_evidence(
             residual = part - decode(dtype, raw)
         else:
             residual = part - decoded[first : first + count]
-        if grid is not None:
+        if widths is not None:
             every = np.arange(count, dtype=np.int64)
             residual = grid_residual(
-                residual, coefficients(dtype, raw, every), grid[first : first + count]
+                residual, coefficients(dtype, raw, every), widths[first : first + count]
             )
         finite = np.isfinite(residual)
         all_finite = bool(finite.all())
