@@ -563,8 +563,34 @@ def performance(
     return out
 
 
+PREVIOUS = Path(__file__).resolve().parent / "results" / "trace.json"
+
+
+def _previous_rows() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The last committed run's timing rows and robustness rows (by attack), if any."""
+    if not PREVIOUS.exists():
+        return [], {}
+    rows = json.loads(PREVIOUS.read_text()).get("rows", [])
+    timings = [r for r in rows if "table" not in r]
+    attacks_: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        lines = r.get("table", "").splitlines()
+        if len(lines) < 3:
+            continue
+        head = [h.strip() for h in lines[0].strip("|").split("|")]
+        for line in lines[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            attacks_[cells[0]] = dict(zip(head, cells, strict=False))
+    return timings, attacks_
+
+
 def run() -> list[dict[str, Any]]:
-    """Rows for bench/run.py."""
+    """Rows for bench/run.py.
+
+    TRACE_BENCH_KEEP_PREVIOUS=1 keeps, from the last committed results, the timing rows when
+    TRACE_BENCH_PERF=0 and the robustness rows of attacks that had no trial this time (their
+    trial counts marked "previous run").
+    """
     trials = int(os.environ.get("TRACE_BENCH_TRIALS", "20"))
     only = {s.strip() for s in os.environ.get("TRACE_BENCH_ATTACKS", "").split(",") if s.strip()}
     log = os.environ.get("TRACE_BENCH_LOG")
@@ -580,7 +606,22 @@ def run() -> list[dict[str, Any]]:
         log=Path(log) if log else None,
         from_log=Path(from_log) if from_log else None,
     )
-    counts = sorted({r["trials"] for r in found})
+    if os.environ.get("TRACE_BENCH_KEEP_PREVIOUS") == "1":
+        timings, previous = _previous_rows()
+        if os.environ.get("TRACE_BENCH_PERF", "1") == "0":
+            rows += [{**r, "note": f"{r.get('note', '')} (previous run)".strip()} for r in timings]
+        ran = {r["attack"] for r in found}
+        order = [n for n in attacks({}, Path(), {}) if not only or n in only or n in previous]
+        merged = []
+        for name in order:
+            if name in ran:
+                merged.append(next(r for r in found if r["attack"] == name))
+            elif name in previous:
+                old = dict(previous[name])
+                old["trials"] = f"{old['trials']} (previous run)"
+                merged.append(old)
+        found = merged
+    counts = sorted({str(r["trials"]) for r in found})
     rows.append(
         {
             "section": SECTION,

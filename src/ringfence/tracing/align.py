@@ -13,10 +13,16 @@ these is undone by matching the suspect against the original itself, not by trus
 - when both axes are permuted, rows are first matched by a profile invariant to column
   permutations: the sorted cosine similarities of a row to every other row (the row Gram
   matrix W Wᵀ does not change under W -> W Q for a permutation Q);
+- a square matrix permuted on both axes may also be transposed: when its rows do not match
+  in order, both orientations are aligned and the one explaining more of the original kept;
+- sets of rows too large to compare every pair (a permuted vocabulary beyond `MAX_SEARCH`)
+  are assigned approximately: candidates from a 32-dimensional random projection, rescored on
+  the whole rows (`approximate_assign`);
 - rescaling is a rank-one fit S ≈ diag(r) W diag(c) by alternating least squares, applied
   only when it explains most of the difference;
 - rows or columns without a counterpart (truncated vocabulary, pruned neurons) come back NaN.
 
+Rotations of the residual stream and inside heads are undone before this, by `rotation`.
 Everything here takes and returns arrays; `Alignment.steps` says in words what was undone.
 """
 
