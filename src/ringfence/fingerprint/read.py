@@ -142,9 +142,9 @@ def tensor_evidence(
             residual = part - decoded[first : first + count]
         if widths is not None:
             every = np.arange(count, dtype=np.int64)
-            residual = grid_residual(
-                residual, coefficients(dtype, raw, every), widths[first : first + count]
-            )
+            # |c|: a float's step is negative for negative weights (sign-magnitude words)
+            amplitude = np.abs(coefficients(dtype, raw, every))
+            residual = grid_residual(residual, amplitude, widths[first : first + count])
         finite = np.isfinite(residual)
         all_finite = bool(finite.all())
         if not all_finite and not finite.any():
