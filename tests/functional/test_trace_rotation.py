@@ -17,17 +17,18 @@ from safetensors.numpy import load_file
 from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction
 from ringfence.fingerprint import services as fingerprint
+from ringfence.fingerprint.code import CodeParams
 from ringfence.tracing import services as tracing
 from ringfence.wiring import Services
 from tests.conftest import write_tiny_model
-from tests.unit.distribution.world import publish
 
 LEAKER = "leaker@x.org"
 
 
 def _model(directory: Path) -> Path:
     """The tiny test model with both norms per layer, their scales drawn in [0.5, 1.5]."""
-    write_tiny_model(directory)
+    # sixteen times the MLP width of the default: room for a longer code (see the test)
+    write_tiny_model(directory, intermediate=16384)
     path = directory / "model.safetensors"
     tensors = load_file(str(path))
     rng = np.random.default_rng(11)
@@ -44,7 +45,18 @@ def _model(directory: Path) -> Path:
 def test_a_rotated_then_4_bit_quantised_copy_names_its_recipient(
     services: Services, tmp_path: Path
 ) -> None:
-    publish(services, _model(tmp_path / "tiny"))
+    # a code four times TINY_CODE's length: a 128-symbol code reads z ~ 9 from an exact copy,
+    # too near the threshold (~5.5) once Q4_0 has taken its share
+    with transaction(services.sessions) as s:
+        catalogue.init_organisation(s, "lab")
+        catalogue.publish(
+            s,
+            services.blobs,
+            _model(tmp_path / "tiny"),
+            model="tiny",
+            version="1.0",
+            fingerprint=CodeParams(max_recipients=100, max_colluders=2, false_accusation=1e-3),
+        )
     with transaction(services.sessions) as s:
         release = catalogue.get_release(s, "tiny@1.0")
         fingerprint.simulate_recipients(s, release, 40, actor="test")
@@ -58,6 +70,9 @@ def test_a_rotated_then_4_bit_quantised_copy_names_its_recipient(
 
     with transaction(services.sessions) as s:
         result = tracing.trace(services, s, [path])
-    assert [a.recipient for a in result.accused] == [LEAKER], (result.alignment, result.candidates)
+    assert [a.recipient for a in result.accused] == [LEAKER], (
+        result.threshold_z,
+        [(c["recipient"], round(c["z"], 1)) for c in result.candidates[:3]],
+    )
     assert any("residual-stream rotation undone" in step for step in result.alignment)
     assert any("norms folded" in step for step in result.alignment)
