@@ -143,6 +143,7 @@ def attacks(cfg: dict[str, int], hf: Path, original: F.Tensors) -> dict[str, tup
             ),
         ),
     }
+    table.update(rotations(cfg))
     for k in (2, 4, 8):
         table[f"{k} colluders: average + Q4_0"] = (k, gg(lambda c, r: T.average(c), "Q4_0"))
         table[f"{k} colluders: interleave + Q4_0"] = (
@@ -150,6 +151,48 @@ def attacks(cfg: dict[str, int], hf: Path, original: F.Tensors) -> dict[str, tup
             gg(lambda c, r: T.interleave(c, r), "Q4_0"),
         )
         table[f"{k} colluders: median + Q4_0"] = (k, gg(lambda c, r: T.median(c), "Q4_0"))
+    return table
+
+
+def rotations(cfg: dict[str, int]) -> dict[str, tuple[int, Attack]]:
+    """QuaRot/SpinQuant-style rotations: norms folded, the residual stream rotated by a random
+    or a randomised Hadamard Q, alone or followed by 4-bit quantisation, permutations,
+    rescaling, and rotations inside the heads."""
+    from bench.attacks import rotation as R
+    from bench.attacks.q4k import quantise_q4_k
+
+    def make(kind: str, c: list[F.Tensors], r: np.random.Generator) -> F.Tensors:
+        d = c[0]["model.embed_tokens.weight"].shape[1]
+        q = R.random_hadamard(d, r) if kind == "Hadamard" else R.random_orthogonal(d, r)
+        return R.rotate(c[0], q)
+
+    table: dict[str, tuple[int, Attack]] = {}
+    for kind in ("random", "Hadamard"):
+        name = f"rotation ({kind} Q)"
+
+        def alone(c: list[F.Tensors], r: np.random.Generator, d: Path, k: str = kind) -> Path:
+            return F.write_st(make(k, c, r), d / "model.safetensors", "BF16")
+
+        def q4_0(c: list[F.Tensors], r: np.random.Generator, d: Path, k: str = kind) -> Path:
+            return F.write_gguf(make(k, c, r), d / "leak.gguf", cfg, "Q4_0")
+
+        def q4_k(c: list[F.Tensors], r: np.random.Generator, d: Path, k: str = kind) -> Path:
+            return F.write_st(quantise_q4_k(make(k, c, r)), d / "model.safetensors", "F32")
+
+        table[name] = (1, alone)
+        table[f"{name} + Q4_0"] = (1, q4_0)
+        table[f"{name} + Q4_K (numpy port)"] = (1, q4_k)
+
+    def shuffled(c: list[F.Tensors], r: np.random.Generator, d: Path) -> Path:
+        t = T.rescale_channels(T.permute_mlp(make("random", c, r), r), r)
+        return F.write_st(t, d / "model.safetensors", "F32")
+
+    def heads(c: list[F.Tensors], r: np.random.Generator, d: Path) -> Path:
+        t = R.rotate_heads(make("random", c, r), r, cfg["heads"], cfg["kv_heads"])
+        return F.write_gguf(t, d / "leak.gguf", cfg, "Q4_0")
+
+    table["rotation (random Q) + MLP permutation + rescaling"] = (1, shuffled)
+    table["rotation (random Q) + rotations inside heads + Q4_0"] = (1, heads)
     return table
 
 
@@ -520,8 +563,34 @@ def performance(
     return out
 
 
+PREVIOUS = Path(__file__).resolve().parent / "results" / "trace.json"
+
+
+def _previous_rows() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The last committed run's timing rows and robustness rows (by attack), if any."""
+    if not PREVIOUS.exists():
+        return [], {}
+    rows = json.loads(PREVIOUS.read_text()).get("rows", [])
+    timings = [r for r in rows if "table" not in r]
+    attacks_: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        lines = r.get("table", "").splitlines()
+        if len(lines) < 3:
+            continue
+        head = [h.strip() for h in lines[0].strip("|").split("|")]
+        for line in lines[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            attacks_[cells[0]] = dict(zip(head, cells, strict=False))
+    return timings, attacks_
+
+
 def run() -> list[dict[str, Any]]:
-    """Rows for bench/run.py."""
+    """Rows for bench/run.py.
+
+    TRACE_BENCH_KEEP_PREVIOUS=1 keeps, from the last committed results, the timing rows when
+    TRACE_BENCH_PERF=0 and the robustness rows of attacks that had no trial this time (their
+    trial counts marked "previous run").
+    """
     trials = int(os.environ.get("TRACE_BENCH_TRIALS", "20"))
     only = {s.strip() for s in os.environ.get("TRACE_BENCH_ATTACKS", "").split(",") if s.strip()}
     log = os.environ.get("TRACE_BENCH_LOG")
@@ -537,7 +606,22 @@ def run() -> list[dict[str, Any]]:
         log=Path(log) if log else None,
         from_log=Path(from_log) if from_log else None,
     )
-    counts = sorted({r["trials"] for r in found})
+    if os.environ.get("TRACE_BENCH_KEEP_PREVIOUS") == "1":
+        timings, previous = _previous_rows()
+        if os.environ.get("TRACE_BENCH_PERF", "1") == "0":
+            rows += [{**r, "note": f"{r.get('note', '')} (previous run)".strip()} for r in timings]
+        ran = {r["attack"] for r in found}
+        order = [n for n in attacks({}, Path(), {}) if not only or n in only or n in previous]
+        merged = []
+        for name in order:
+            if name in ran:
+                merged.append(next(r for r in found if r["attack"] == name))
+            elif name in previous:
+                old = dict(previous[name])
+                old["trials"] = f"{old['trials']} (previous run)"
+                merged.append(old)
+        found = merged
+    counts = sorted({str(r["trials"]) for r in found})
     rows.append(
         {
             "section": SECTION,

@@ -183,9 +183,9 @@ def check_lineage(
         with open_suspect([path], hash_files=False) as suspect:
             # The declared bases first: a derivative that matches one needs no wider search.
             try:
-                found, correlation = identify_release(services, session, suspect, bases)
+                found, correlation, _ = identify_release(services, session, suspect, bases)
             except RingfenceError:
-                found, correlation = identify_release(services, session, suspect, candidates)
+                found, correlation, _ = identify_release(services, session, suspect, candidates)
     except RingfenceError as exc:  # no release matches, or the file is not weights
         derivative.lineage, derivative.lineage_note = "unverified", exc.message[:500]
     else:

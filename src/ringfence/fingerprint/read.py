@@ -113,10 +113,13 @@ def tensor_evidence(
     code_length: int,
     density_log2: int,
     values: F32 | None = None,
+    grid: F32 | None = None,
 ) -> SymbolEvidence:
     """The matched-filter sums over one carrier tensor (original raw bytes, aligned suspect).
 
     `values` is the original decoded (`decode(dtype, original)`), when the caller has it.
+    `grid` is the width of the suspect's quantisation bin at each element, when the leak was
+    quantised on a grid the reader knows (see `grid_residual`); NaN where unknown.
     """
     size, per_unit = unit_bytes(dtype)
     numel = original.size // size * per_unit
@@ -124,6 +127,9 @@ def tensor_evidence(
     if flat.size != numel:
         raise ValueError(f"suspect tensor has {flat.size} elements, the original {numel}")
     decoded = None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
+    widths = None if grid is None else np.asarray(grid, dtype=np.float32).reshape(-1)
+    if widths is not None and widths.size != numel:
+        widths = None  # a grid of another shape is no grid of this tensor
     out = SymbolEvidence.empty(code_length)
     step = SLICE - SLICE % max(per_unit, carrier.BLOCK)
     for first in range(0, numel, step):
@@ -134,6 +140,11 @@ def tensor_evidence(
             residual = part - decode(dtype, raw)
         else:
             residual = part - decoded[first : first + count]
+        if widths is not None:
+            every = np.arange(count, dtype=np.int64)
+            # |c|: a float's step is negative for negative weights (sign-magnitude words)
+            amplitude = np.abs(coefficients(dtype, raw, every))
+            residual = grid_residual(residual, amplitude, widths[first : first + count])
         finite = np.isfinite(residual)
         all_finite = bool(finite.all())
         if not all_finite and not finite.any():
@@ -155,6 +166,28 @@ def tensor_evidence(
         out.den += np.bincount(symbol, weights=c2w, minlength=code_length)
         out.noise += np.bincount(symbol, weights=c2w * (w * sigma2), minlength=code_length)
         out.weights_read += int(index.size)
+    return out
+
+
+def grid_residual(residual: F32, amplitude: F32, width: F32) -> F32:
+    """The residual a quantised leak allows, given its bin: E[f | x in bin], f uniform on ±c.
+
+    A leak re-quantised on a known grid (GGUF blocks: value v = d·q, bin [v − |d|/2,
+    v + |d|/2]) says only that the fingerprinted weight x = w + f lay in v's bin, so
+    f ∈ [v − w − |d|/2, v − w + |d|/2] ∩ [−c, c]; its midpoint replaces v − w. Most elements'
+    bins hold all of [−c, c] and read exactly 0 instead of rounding noise of ~|d|/√12 ≫ c;
+    those whose bin edge fell between w − c and w + c read the fingerprint's sign. It is a
+    function of the leak and the original alone, so the scorer's bound is unchanged. Where
+    the interval is empty (other noise moved x), the residual is clipped to ±c; where the width
+    is unknown (NaN), the residual is kept as it is.
+    """
+    half = np.float32(0.5) * width
+    lo = np.maximum(-amplitude, residual - half)
+    hi = np.minimum(amplitude, residual + half)
+    inside = np.where(
+        lo <= hi, (lo + hi) * np.float32(0.5), np.clip(residual, -amplitude, amplitude)
+    )
+    out: F32 = np.where(np.isnan(width), residual, inside).astype(np.float32)
     return out
 
 

@@ -13,10 +13,16 @@ these is undone by matching the suspect against the original itself, not by trus
 - when both axes are permuted, rows are first matched by a profile invariant to column
   permutations: the sorted cosine similarities of a row to every other row (the row Gram
   matrix W Wᵀ does not change under W -> W Q for a permutation Q);
+- a square matrix permuted on both axes may also be transposed: when its rows do not match
+  in order, both orientations are aligned and the one explaining more of the original kept;
+- sets of rows too large to compare every pair (a permuted vocabulary beyond `MAX_SEARCH`)
+  are assigned approximately: candidates from a 32-dimensional random projection, rescored on
+  the whole rows (`approximate_assign`);
 - rescaling is a rank-one fit S ≈ diag(r) W diag(c) by alternating least squares, applied
   only when it explains most of the difference;
 - rows or columns without a counterpart (truncated vocabulary, pruned neurons) come back NaN.
 
+Rotations of the residual stream and inside heads are undone before this, by `rotation`.
 Everything here takes and returns arrays; `Alignment.steps` says in words what was undone.
 """
 
@@ -42,6 +48,9 @@ MIN_CORRELATION = 0.3
 IDENTITY_CORRELATION = 0.8
 #: most candidates a full row-against-row search compares (n_original × n_suspect)
 MAX_SEARCH = 12_000 * 12_000
+#: random directions and candidates per row of `approximate_assign`
+PROJECTIONS = 32
+CANDIDATES = 16
 #: a same-shape suspect this close to the original (relative RMS) is taken in order as it is
 NEAR = 0.3
 #: below this relative residual no rescaling is looked for (casts, exact copies)
@@ -134,12 +143,51 @@ def match_rows(original: npt.NDArray[np.floating], suspect: npt.NDArray[np.float
         match[:k][keep] = np.arange(k)[keep]
         return match
     if n_o * n_s > MAX_SEARCH:
-        return match  # too large to search; nothing but the identity is tried
+        # too large to compare every pair: candidates from a random projection
+        found, score = approximate_assign(original, suspect)
+        found[score < _min_correlation(original.shape[1])] = -1
+        return found
     cols = _sample_columns(original.shape[1])
     sim = _standardise(original[:, cols]) @ _standardise(suspect[:, cols]).T
     found, score = assign(sim)
     found[score < _min_correlation(original.shape[1])] = -1
     return found
+
+
+def approximate_assign(
+    original: npt.NDArray[np.floating], suspect: npt.NDArray[np.floating]
+) -> tuple[I64, F32]:
+    """A one-to-one row assignment for sets too large to compare every pair (a vocabulary).
+
+    Rows are standardised and projected on `PROJECTIONS` random Gaussian directions
+    (Johnson-Lindenstrauss: correlations are kept to about 1/√k), each original row's
+    `CANDIDATES` nearest suspect rows in the projection are rescored on the whole rows, and the
+    assignment is taken greedily by decreasing correlation among those candidates.
+    """
+    cols = _sample_columns(original.shape[1])
+    a = _standardise(original[:, cols])
+    b = _standardise(suspect[:, cols])
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(a.shape[1], PROJECTIONS)).astype(np.float32)
+    pa, pb = _standardise(a @ directions), _standardise(b @ directions)
+    n_o, n_s = a.shape[0], b.shape[0]
+    k = min(CANDIDATES, n_s)
+    candidates = np.empty((n_o, k), dtype=np.int64)
+    chunk = max(1, (1 << 24) // max(1, n_s))
+    for first in range(0, n_o, chunk):
+        sim = pa[first : first + chunk] @ pb.T
+        candidates[first : first + chunk] = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n_o), k)
+    flat = candidates.ravel()
+    exact = np.einsum("ij,ij->i", a[rows], b[flat])
+    match = np.full(n_o, -1, dtype=np.int64)
+    score = np.zeros(n_o, dtype=np.float32)
+    taken = np.zeros(n_s, dtype=bool)
+    for i in np.argsort(-exact, kind="stable"):
+        r, c = rows[i], flat[i]
+        if match[r] < 0 and not taken[c]:
+            match[r], score[r], taken[c] = c, exact[i], True
+    return match, score
 
 
 def gram_profiles(matrix: npt.NDArray[np.floating]) -> F32:
@@ -324,6 +372,20 @@ def align_matrix(
     if w.ndim != 2 or s.ndim != 2:
         raise ValueError("align_matrix takes two matrices")
     s, steps = _orient(w, s)
+    if s.shape[0] == s.shape[1] == w.shape[0] == w.shape[1] and not steps:
+        straight = float(np.nanmedian(row_correlation(w, s)))
+        if straight < MIN_CORRELATION:
+            # a square matrix that is permuted (and maybe transposed): both orientations
+            one = _align_oriented(w, s, [])
+            other = _align_oriented(w, np.ascontiguousarray(s.T), ["transposed"])
+            # judged on what each explains: a correlation over a few covered columns is not
+            better = other.correlation * other.coverage > one.correlation * one.coverage + 0.05
+            return other if better else one
+    return _align_oriented(w, s, steps)
+
+
+def _align_oriented(w: F32, s: F32, steps: list[str]) -> Alignment:
+    """`align_matrix` once the suspect is oriented."""
     before = _relative_residual(w, s) if s.shape == w.shape else math.inf
     near = before < NEAR
     if near:

@@ -26,6 +26,8 @@ from ringfence.tracing.align import (
     shape_signature,
     signature_similarity,
 )
+from ringfence.tracing.rotation import StreamTransform
+from ringfence.tracing.stream import stream_transform
 from ringfence.tracing.suspect import Suspect
 from ringfence.wiring import Services
 
@@ -88,6 +90,23 @@ def load_suspect(suspect: Suspect, name: str) -> tuple[F32, str | None]:
     return values, None
 
 
+def suspect_grid(suspect: Suspect, name: str) -> F32 | None:
+    """The bin widths of a quantised GGUF tensor, in the row order `load_suspect` gives."""
+    from ringfence.formats.convert import unpermute_rotary
+
+    grid = suspect.grid(name)
+    if grid is None or grid.ndim != 2:
+        return grid
+    meta = suspect.gguf_metadata
+    heads = meta.get("llama.attention.head_count")
+    kv_heads = meta.get("llama.attention.head_count_kv", heads)
+    if heads and re.search(r"\.attn_q\.weight$", name):
+        return unpermute_rotary(grid, int(heads))
+    if kv_heads and re.search(r"\.attn_k\.weight$", name):
+        return unpermute_rotary(grid, int(kv_heads))
+    return grid
+
+
 def match_tensors(
     suspect: Suspect,
     originals: dict[str, tuple[int, ...]],
@@ -148,60 +167,114 @@ def _match_by_content(
 # --- release identification ----------------------------------------------------------------
 
 
+def release_tensors(release: Release) -> dict[str, tuple[tuple[int, ...], Artifact]]:
+    """Every tensor of a release's weights files: name -> (shape, artifact)."""
+    weights = [a for a in release.artifacts if a.format in ("safetensors", "gguf")]
+    return {t.name: (tuple(int(d) for d in t.shape), a) for a in weights for t in a.tensors}
+
+
+def release_stream(
+    services: Services, release: Release, suspect: Suspect
+) -> tuple[StreamTransform, dict[str, str]]:
+    """The suspect's residual-stream transform (norm folding, rotation) against a release."""
+    tensors = release_tensors(release)
+
+    def load_original(name: str) -> F32:
+        shape, artifact = tensors[name]
+        return original_values(services, artifact, name).reshape(shape)
+
+    return stream_transform(
+        suspect,
+        lambda n: load_suspect(suspect, n)[0],
+        {n: shape for n, (shape, _) in tensors.items()},
+        load_original,
+    )
+
+
+def _release_score(
+    services: Services,
+    release: Release,
+    suspect: Suspect,
+    transform: StreamTransform | None = None,
+) -> float | None:
+    """Mean aligned correlation of up to three of the suspect's matrices with the release's."""
+    suspect_2d = {n: suspect.shape(n) for n in suspect.names() if len(suspect.shape(n)) == 2}
+    originals = {n: v for n, v in release_tensors(release).items() if len(v[0]) == 2}
+    if not originals:
+        return None
+    mapping = map_names({n: s for n, (s, _) in originals.items()}, suspect_2d)
+    pairs = list(mapping.items())
+    if not pairs:
+        # names unknown: pair by shape (either orientation), largest first
+        by_shape: dict[tuple[int, ...], list[str]] = {}
+        for n, s in suspect_2d.items():
+            by_shape.setdefault(tuple(sorted(s)), []).append(n)
+        for n, (s, _) in sorted(originals.items(), key=lambda kv: -math.prod(kv[1][0])):
+            cands = by_shape.get(tuple(sorted(s)))
+            if cands:
+                pairs.append((n, cands[0]))
+    if not pairs:
+        return None
+    pairs.sort(key=lambda p: -math.prod(originals[p[0]][0]))
+    chosen = [p for p in pairs if math.prod(originals[p[0]][0]) <= 4_000_000][:3] or pairs[:1]
+    scores = []
+    for o_name, s_name in chosen:
+        shape, artifact = originals[o_name]
+        original = original_values(services, artifact, o_name).reshape(shape)
+        theirs, _ = load_suspect(suspect, s_name)
+        if transform is not None and not transform.empty:
+            theirs = transform.undo(o_name, oriented(original.shape, theirs))
+        scores.append(align_matrix(original, theirs).correlation)
+    return float(np.mean(scores))
+
+
+def oriented(shape: tuple[int, ...], values: F32) -> F32:
+    """A suspect matrix stored transposed (and not square) turned to the original's shape."""
+    if values.shape != shape and values.shape == shape[::-1]:
+        return np.ascontiguousarray(values.T)
+    return values
+
+
 def identify_release(
     services: Services,
     session: Session,
     suspect: Suspect,
     candidates: Sequence[Release] | None = None,
-) -> tuple[Release, float]:
+) -> tuple[Release, float, StreamTransform | None]:
     """The catalogued release whose weights the suspect's are closest to (aligned correlation).
 
-    `candidates` limits the search (default: every release); lineage checks leave out the
-    derivative's own hosted release, which would match itself.
+    When none is close in the suspect's own coordinates, each release is tried again with the
+    suspect's residual-stream rotation (fitted against it) undone; that transform is returned
+    with the release (None when the release was recognised without one). `candidates` limits
+    the search (default: every release); lineage checks leave out the derivative's own hosted
+    release, which would match itself.
     """
     best: tuple[float, Release | None] = (-1.0, None)
-    suspect_2d = {n: suspect.shape(n) for n in suspect.names() if len(suspect.shape(n)) == 2}
-    for summary in list_releases(session) if candidates is None else candidates:
-        release = get_release(session, summary.ref)
-        weights = [a for a in release.artifacts if a.format in ("safetensors", "gguf")]
-        originals = {
-            t.name: (tuple(int(d) for d in t.shape), a)
-            for a in weights
-            for t in a.tensors
-            if len(t.shape) == 2
-        }
-        if not originals:
-            continue
-        mapping = map_names({n: s for n, (s, _) in originals.items()}, suspect_2d)
-        pairs = list(mapping.items())
-        if not pairs:
-            # names unknown: pair by shape (either orientation), largest first
-            by_shape: dict[tuple[int, ...], list[str]] = {}
-            for n, s in suspect_2d.items():
-                by_shape.setdefault(tuple(sorted(s)), []).append(n)
-            for n, (s, _) in sorted(originals.items(), key=lambda kv: -math.prod(kv[1][0])):
-                cands = by_shape.get(tuple(sorted(s)))
-                if cands:
-                    pairs.append((n, cands[0]))
-        if not pairs:
-            continue
-        pairs.sort(key=lambda p: -math.prod(originals[p[0]][0]))
-        chosen = [p for p in pairs if math.prod(originals[p[0]][0]) <= 4_000_000][:3] or pairs[:1]
-        scores = []
-        for o_name, s_name in chosen:
-            shape, artifact = originals[o_name]
-            original = original_values(services, artifact, o_name).reshape(shape)
-            theirs, _ = load_suspect(suspect, s_name)
-            scores.append(align_matrix(original, theirs).correlation)
-        value = float(np.mean(scores))
-        if value > best[0]:
+    found: dict[int, StreamTransform] = {}
+    releases = (
+        [get_release(session, summary.ref) for summary in list_releases(session)]
+        if candidates is None
+        else list(candidates)
+    )
+    for release in releases:
+        value = _release_score(services, release, suspect)
+        if value is not None and value > best[0]:
             best = (value, release)
+    if best[0] < MIN_RELEASE_CORRELATION:
+        for release in releases:
+            transform, _ = release_stream(services, release, suspect)
+            if transform.rotation is None:
+                continue
+            found[release.id] = transform
+            value = _release_score(services, release, suspect, transform)
+            if value is not None and value > best[0]:
+                best = (value, release)
     if best[1] is None or best[0] < MIN_RELEASE_CORRELATION:
         raise NoRelease(
             "the suspect's weights match no release in the catalogue "
             f"(best correlation {max(best[0], 0.0):.2f}): no fingerprint found"
         )
-    return best[1], best[0]
+    return best[1], best[0], found.get(best[1].id)
 
 
 def original_values(services: Services, artifact: Artifact, name: str) -> F32:

@@ -47,9 +47,18 @@ from ringfence.tracing.match import (
     identify_release,
     load_suspect,
     match_tensors,
+    oriented,
     original_raw,
+    release_stream,
     shape_of,
+    suspect_grid,
     weight_plans,
+)
+from ringfence.tracing.rotation import (
+    StreamTransform,
+    block_axis,
+    stream_role,
+    undo_block_rotations,
 )
 from ringfence.tracing.suspect import Suspect, SuspectFile, open_suspect
 from ringfence.wiring import Services
@@ -61,6 +70,8 @@ Progress = Callable[[str], None]
 _LAYER = re.compile(r"\.(\d+)\.")
 #: tensors read at once (one per core; each holds a few float32 copies of one matrix)
 READ_WORKERS = min(4, os.cpu_count() or 1)
+#: an attention matrix aligned worse than this is tried for rotations inside its heads
+HEADS_SUSPECTED = 0.8
 
 
 @dataclass(frozen=True)
@@ -189,8 +200,13 @@ def read_symbols(
     suspect: Suspect,
     steps: list[str],
     progress: Progress | None = None,
+    transform: StreamTransform | None = None,
 ) -> tuple[SymbolEvidence, dict[str, SymbolEvidence], int, int]:
-    """Align every carrier tensor the suspect holds and read the code symbols from it."""
+    """Align every carrier tensor the suspect holds and read the code symbols from it.
+
+    `transform` is the suspect's residual-stream transform when it is known already (fitted
+    while identifying the release); otherwise it is fitted here.
+    """
     plans = weight_plans(services, release, key)
     carriers = {t.name: (artifact, plan, t) for artifact, plan in plans for t in plan.tensors}
     shapes = {name: shape_of(a, name) for name, (a, _, _) in carriers.items()}
@@ -200,6 +216,9 @@ def read_symbols(
         return decode(tensor.dtype, original_raw(services, artifact, tensor)).reshape(shapes[name])
 
     mapping = match_tensors(suspect, shapes, steps, load_original)
+    if transform is None:
+        transform, _ = release_stream(services, release, suspect)
+    steps.extend(transform.steps())
     length = release_params(release).design.length
     total = SymbolEvidence.empty(length)
     groups: dict[str, SymbolEvidence] = {}
@@ -217,11 +236,26 @@ def read_symbols(
         dtype = suspect.entries[other].info.dtype
         if dtype != tensor.dtype:
             said.append(f"dtype {dtype} read against the release's {tensor.dtype}")
+        untouched = True
+        if not transform.empty and stream_role(name) is not None:
+            theirs = transform.undo(name, oriented(original.shape, theirs))
+            untouched = False
         aligned = align_matrix(original, theirs)
+        axis = block_axis(name)
+        if aligned.correlation < HEADS_SUSPECTED and axis is not None:
+            # rotations inside attention heads (value/output, rotary-preserving query/key)
+            inside = undo_block_rotations(original, theirs, axis)
+            if inside is not None:
+                again = align_matrix(original, inside[0])
+                if again.correlation > aligned.correlation:
+                    said.append(f"rotations inside heads undone (blocks of {inside[1]})")
+                    aligned, untouched = again, False
         del theirs
         said.extend(aligned.steps)
         if aligned.correlation < MIN_RELEASE_CORRELATION:
             return said, None
+        # the leak's own quantisation grid, where its values are read in its own layout
+        grid = suspect_grid(suspect, other) if untouched and not aligned.steps else None
         ev = tensor_evidence(
             tensor.dtype,
             raw,
@@ -230,6 +264,7 @@ def read_symbols(
             plan.code_length,
             plan.density_log2,
             values=original,
+            grid=grid,
         )
         return said, ev
 
@@ -358,15 +393,18 @@ def _statistical_path(
 ) -> TraceResult:
     steps: list[str] = []
     originals = _originals_matching(session, suspect.files)
+    transform = None
     if release_ref is not None:
         release = get_release(session, release_ref)
     else:
         say("identifying the release")
-        release, corr = identify_release(services, session, suspect)
+        release, corr, transform = identify_release(services, session, suspect)
         steps.append(f"release identified by weight correlation {corr:.3f}")
     key = release_key(services.secrets, release)
     say(f"reading the fingerprint against {release.ref}")
-    total, groups, read, carrying = read_symbols(services, release, key, suspect, steps, say)
+    total, groups, read, carrying = read_symbols(
+        services, release, key, suspect, steps, say, transform
+    )
     params = release_params(release)
     length = params.design.length
     limits = release_thresholds(key, params)

@@ -93,6 +93,30 @@ class Suspect:
             values = np.frombuffer(raw, dtype=_ST_DTYPES[info.dtype]).astype(np.float32)
         return np.asarray(values, dtype=np.float32).reshape(info.shape)
 
+    def grid(self, name: str) -> F32 | None:
+        """The width of each element's quantisation bin, for GGUF Q4_0/Q4_1/Q8_0 tensors.
+
+        Elements at Q4_0's clipped top level (q = 15, where values up to 8·d land) get a
+        wider bin. None for any other type.
+        """
+        entry = self.entries[name]
+        if entry.format != "gguf":
+            return None
+        reader = self._readers.get(entry.file)
+        if reader is None:
+            reader = self._readers[entry.file] = gguf_format.checked_reader(entry.file)
+        tensor = reader.tensors[entry.gguf_index]
+        size = _GRID_BLOCKS.get(tensor.tensor_type.name)
+        if size is None:
+            return None
+        blocks = _blocks(np.asarray(tensor.data, dtype=np.uint8), size)
+        width = np.abs(_half(blocks, 0))
+        out = np.repeat(width, 32, axis=1)
+        if tensor.tensor_type.name == "Q4_0":
+            top = _nibbles(blocks, 2) == 15
+            out = np.where(top, np.float32(3) * out, out)
+        return np.asarray(out, dtype=np.float32).reshape(entry.info.shape)
+
     def _load_gguf(self, entry: _Entry) -> F32:
         from gguf.quants import dequantize
 
@@ -161,6 +185,8 @@ def _q8_0(raw: npt.NDArray[np.uint8]) -> F32:
 
 
 _DEQUANTISE = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0}
+#: block sizes in bytes of the types whose quantisation grid `Suspect.grid` knows
+_GRID_BLOCKS = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
 
 
 def file_sha256(path: Path) -> str:

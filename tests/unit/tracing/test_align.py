@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringfence.tracing.align import align_matrix, canonical_name, map_names
+from ringfence.tracing.align import align_matrix, approximate_assign, canonical_name, map_names
 
 
 def _matrix(seed: int, rows: int, cols: int) -> np.ndarray:
@@ -36,8 +36,6 @@ def test_permutations_are_undone_exactly(
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), shape=shapes)
 def test_rescaling_and_transpose_are_undone(seed: int, shape: tuple[int, int]) -> None:
-    # a square matrix both transposed and permuted is not recognised as transposed
-    shape = (shape[0], shape[1] + 1) if shape[0] == shape[1] else shape
     w = _matrix(seed, *shape)
     rng = np.random.default_rng(seed + 2)
     r = rng.uniform(0.5, 2.0, shape[0]).astype(np.float32)
@@ -48,6 +46,28 @@ def test_rescaling_and_transpose_are_undone(seed: int, shape: tuple[int, int]) -
     np.testing.assert_allclose(out.values, w, rtol=0, atol=1e-6)
     assert out.steps[0] == "transposed"
     assert any("rescaling" in step for step in out.steps)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(48, 128))
+def test_a_square_matrix_transposed_and_permuted(seed: int, n: int) -> None:
+    w = _matrix(seed, n, n)
+    rng = np.random.default_rng(seed + 3)
+    s = w[rng.permutation(n)][:, rng.permutation(n)].T.copy()
+    out = align_matrix(w, s)
+    np.testing.assert_array_equal(out.values, w)
+    assert out.steps[0] == "transposed"
+
+
+def test_a_permuted_vocabulary_beyond_the_exact_search() -> None:
+    # what match_rows does beyond MAX_SEARCH candidates (a vocabulary of 49k rows), on fewer
+    w = _matrix(7, 4000, 64)
+    rng = np.random.default_rng(8)
+    noisy = w + rng.normal(0, 0.004, w.shape).astype(np.float32)
+    perm = rng.permutation(w.shape[0])
+    found, score = approximate_assign(w, noisy[perm])
+    assert np.mean(perm[found] == np.arange(4000)) > 0.999
+    assert float(np.median(score)) > 0.97
 
 
 def test_truncated_and_extended_rows() -> None:
