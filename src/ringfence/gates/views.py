@@ -3,8 +3,6 @@ running the gates in the background, the report, overrides and their sign-off.""
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -12,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ringfence import jobs
 from ringfence.access.circles import visible_release
 from ringfence.accounts.models import LAB_ROLES, User
 from ringfence.catalogue.models import Release
@@ -19,13 +18,12 @@ from ringfence.errors import Conflict, NotFound
 from ringfence.gates import report as reports
 from ringfence.gates import services as gates
 from ringfence.gates.models import Override
+from ringfence.gates.tasks import RUN_TASK
 from ringfence.web.deps import db_session, get_services
 from ringfence.web.pages import NOTICES, redirect
 from ringfence.web.security import Permission, page_user, template_user, verify_csrf
 from ringfence.web.templating import templates
-from ringfence.wiring import Services
 
-log = logging.getLogger("ringfence.gates")
 router = APIRouter(include_in_schema=False)
 CSRF = [Depends(verify_csrf)]
 
@@ -76,18 +74,6 @@ def release_gates(request: Request, release: Release) -> dict[str, Any] | None:
 templates.env.globals["release_gates"] = release_gates
 
 
-def _run_in_background(services: Services, release_id: int, actor: str) -> None:
-    """Until the durable job queue lands, a run is a daemon thread (the merger queues it)."""
-
-    def work() -> None:
-        try:
-            gates.run_gates(services, release_id, lambda fraction, message: None, actor=actor)
-        except Exception:  # recorded on the run's row by run_gates; logged for operators
-            log.exception("gate run on release %s failed", release_id)
-
-    threading.Thread(target=work, name=f"gates-{release_id}", daemon=True).start()
-
-
 @router.post("/models/{name}/{version}/gates/run", dependencies=CSRF)
 def start_run(
     request: Request,
@@ -99,9 +85,15 @@ def start_run(
     """Start the gate suite on a release in the background."""
     release = visible_release(session, f"{name}@{version}", user)
     latest = gates.latest_run(session, release)
-    if latest is not None and latest.state == "running":
+    queued = jobs.latest_job(session, RUN_TASK, f"release:{release.id}")
+    if (latest is not None and latest.state == "running") or (
+        queued is not None and queued.state in ("queued", "running")
+    ):
         raise Conflict(f"the gates are already running on {release.ref}")
-    _run_in_background(get_services(request), release.id, user.email)
+    jobs.enqueue(
+        session, RUN_TASK, subject=f"release:{release.id}", release_id=release.id, actor=user.email
+    )
+    session.commit()
     return redirect(f"/models/{name}/{version}", "gates-started")
 
 
