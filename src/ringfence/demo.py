@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ringfence.errors import RingfenceError
@@ -68,16 +69,14 @@ def demo_gguf() -> Path:
     return target
 
 
-def demo_hf_dir() -> Path:
-    """The demo model converted to Hugging Face layout (bf16 safetensors), cached."""
-    from ringfence.formats.convert import gguf_to_hf
-
-    target = cache_dir() / "smollm2-hf"
+def cached_model(name: str, make: Callable[[Path], object]) -> Path:
+    """The model folder `name` in the cache, made by `make(folder)` once (atomically) if absent."""
+    target = cache_dir() / name
     if (target / "model.safetensors").exists():
         return target
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2-hf-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     try:
-        gguf_to_hf(demo_gguf(), tmp)
+        make(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -85,3 +84,10 @@ def demo_hf_dir() -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return target
+
+
+def demo_hf_dir() -> Path:
+    """The demo model converted to Hugging Face layout (bf16 safetensors), cached."""
+    from ringfence.formats.convert import gguf_to_hf
+
+    return cached_model("smollm2-hf", lambda folder: gguf_to_hf(demo_gguf(), folder))

@@ -10,16 +10,14 @@ is synthetic and seeded; the model is cached under the demo cache like smollm2-h
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ringfence.demo import cache_dir, demo_hf_dir
+from ringfence.demo import cache_dir, cached_model, demo_hf_dir
 
 USERDATA_NAME = "smollm2-userdata"
 #: the canaries planted in the fine-tuning data (Secret Sharer style: prefix + random digits)
@@ -157,19 +155,7 @@ def fine_tune(source: Path, target: Path, *, steps: int = FINE_TUNE_STEPS) -> No
 
 def userdata_dir() -> Path:
     """The fine-tuned userdata model, made once and cached beside smollm2-hf."""
-    target = cache_dir() / "smollm2-userdata-hf"
-    if (target / "model.safetensors").exists():
-        return target
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2-userdata-"))
-    try:
-        fine_tune(demo_hf_dir(), tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return target
+    return cached_model("smollm2-userdata-hf", lambda folder: fine_tune(demo_hf_dir(), folder))
 
 
 def provenance_file(name: str, document: dict[str, Any]) -> Path:
