@@ -54,8 +54,15 @@ def ensure_manifest(session: Session, release: Release, user: User) -> Recipient
     row = manifest_row(session, release.id, user.id)
     if row is None:
         row = RecipientManifest(release_id=release.id, user_id=user.id, state="pending", files={})
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except DBIntegrityError:
+            # A job worker (or another server) made the row meanwhile: use theirs.
+            found = manifest_row(session, release.id, user.id)
+            if found is None:
+                raise
+            return found
         # A grant from before the job queue has no job yet: queue one with the row.
         jobs.enqueue(
             session,
