@@ -9,7 +9,8 @@ Environment: TRACE_BENCH_TRIALS (default 20; fine-tuning attacks use max(3, tria
 TRACE_BENCH_ATTACKS (comma-separated names, default all), TRACE_BENCH_PERF=0 to skip timings,
 TRACE_BENCH_WORKERS (processes, default 2), TRACE_BENCH_DEADLINE ("HH:MM" UTC: no trial starts
 after it), TRACE_BENCH_LOG (append each trial as a JSON line), TRACE_BENCH_FROM_LOG (build the
-table from such a log instead of running the trials).
+table from such a log instead of running the trials), TRACE_BENCH_FIRST_TRIAL (start at this
+trial number, so that a later run appending to the same log adds trials with new seeds).
 """
 
 from __future__ import annotations
@@ -308,6 +309,8 @@ def run_trial(task: tuple[str, int]) -> dict[str, Any]:
         "colluders accused": len(named & guilty),
         "innocents accused": len(named - guilty),
         "best z": float(best),
+        "threshold z": float(result.threshold_z or 0.0),
+        "code length": int(result.code_length),
         "seconds": time.perf_counter() - started,
     }
 
@@ -395,10 +398,17 @@ def table(names: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any
                     float(np.mean([r["colluders accused"] for r in mine])), 2
                 ),
                 "weakest best-colluder z": round(min(r["best z"] for r in mine), 1),
+                "weakest z / threshold": _weakest_ratio(mine),
                 "seconds per trial": round(float(np.mean([r["seconds"] for r in mine])), 1),
             }
         )
     return rows
+
+
+def _weakest_ratio(trials: list[dict[str, Any]]) -> str:
+    """min over trials of best z / the trace's accusation threshold (z units), e.g. "1.62x"."""
+    ratios = [r["best z"] / r["threshold z"] for r in trials if r.get("threshold z")]
+    return f"{min(ratios):.2f}x" if ratios else ""
 
 
 def robustness(
@@ -416,7 +426,8 @@ def robustness(
         results = [json.loads(line) for line in from_log.read_text().splitlines() if line]
         return table(names, results)
     rounds = max(trials_of(n, trials) for n in names)
-    tasks = [(n, t) for t in range(rounds) for n in names if t < trials_of(n, trials)]
+    first = int(os.environ.get("TRACE_BENCH_FIRST_TRIAL", "0"))
+    tasks = [(n, t) for t in range(first, rounds) for n in names if t < trials_of(n, trials)]
     return table(names, run_trials(tasks, workers, deadline, log))
 
 
@@ -483,6 +494,7 @@ def performance(
     from ringfence.catalogue import services as catalogue
     from ringfence.db import transaction
     from ringfence.fingerprint import code
+    from ringfence.fingerprint import services as fingerprint
     from ringfence.fingerprint.accuse import score_all
     from ringfence.fingerprint.services import simulate_recipients
 
@@ -539,7 +551,8 @@ def performance(
                 )
             )
         key = b"b" * 32
-        length = code.CodeParams().design.length
+        with transaction(svc.sessions) as s:  # the demo release's code, fitted to its matrices
+            length = fingerprint.release_params(catalogue.get_release(s, REF)).design.length
         limits = code.thresholds(key, length, code.CodeParams().cutoff)
         y = np.random.default_rng(0).uniform(-1, 1, length)
         base = None

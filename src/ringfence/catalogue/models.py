@@ -83,6 +83,8 @@ class Release(Base):
     fingerprint_bound: Mapped[float] = mapped_column(Float, default=1e-9)
     #: one weight in 2^d carries the code (releases before migration 0006: 1/8)
     fingerprint_density_log2: Mapped[int] = mapped_column(Integer, default=DENSITY_LOG2)
+    #: symbols in the code; 0: the least length the three above need (releases before 0015)
+    fingerprint_code_length: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     model: Mapped[Model] = relationship(back_populates="releases")

@@ -24,7 +24,7 @@ from ringfence.catalogue.models import (
 )
 from ringfence.errors import Conflict, InvalidInput, NotFound, RingfenceError
 from ringfence.fingerprint.code import CodeParams
-from ringfence.fingerprint.plan import check_capacity
+from ringfence.fingerprint.plan import check_capacity, fitted_length
 from ringfence.formats.index import WeightsIndex, read_index, sniff_format
 from ringfence.storage import BlobStore
 
@@ -223,8 +223,10 @@ def publish(
 
     `fingerprint` is what the release's fingerprint code must withstand (default: a million
     recipients, 8 colluders, 1e-9); a release whose matrices cannot carry that code is refused.
-    Everything is validated before anything is stored or recorded, so a refused or interrupted
-    publish leaves no release behind (stored blobs are content-addressed and harmless).
+    The code is as long as the matrices carry, up to 4x the least (`plan.fitted_length`),
+    unless `fingerprint.length` fixes it. Everything is validated before anything is stored or
+    recorded, so a refused or interrupted publish leaves no release behind (stored blobs are
+    content-addressed and harmless).
     """
     fingerprint = fingerprint or CodeParams()
     if not MODEL_NAME.match(model):
@@ -245,6 +247,7 @@ def publish(
     classified = validate_files(files)
     indexes = [index for _, index in classified.values() if index is not None]
     check_capacity(indexes, fingerprint)
+    code_length = fingerprint.length or fitted_length(indexes, fingerprint)
 
     entries: list[ManifestEntry] = []
     artifacts: list[Artifact] = []
@@ -289,6 +292,7 @@ def publish(
         fingerprint_colluders=fingerprint.max_colluders,
         fingerprint_bound=fingerprint.false_accusation,
         fingerprint_density_log2=fingerprint.density_log2,
+        fingerprint_code_length=code_length,
         artifacts=artifacts,
     )
     session.add(release)

@@ -27,10 +27,17 @@ Why the bound holds (written down, numbers computed in `design`):
   (≈ 0.649 for c = 8, the 2/π of Škorić et al.), so some colluder averages μ_c·√m/c in z units.
   m is the smallest multiple of 64 with μ_c·√m/c ≥ z* + 2, z* the Chernoff threshold for
   n/eps at ±1 symbols: defaults n = 10^6, c = 8, eps = 1e-9 give m = 16,448.
+- *Longer codes.* That m puts the expected colluder only 2 above the threshold: against 8
+  colluders a trial lands about 1.2x above it. A release whose matrices can carry more gets a
+  longer code (`CodeParams.length`, chosen at publish by `fingerprint.plan.fitted_length`):
+  the threshold stays where it is and the colluders' z grows with √m, so a code twice as long
+  lifts the 8-colluder margin by √2, with the same weights changed by the same amounts (the
+  density, not the length, sets what the fingerprint costs in quality).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 from collections.abc import Callable
@@ -56,6 +63,9 @@ class CodeParams:
     #: how densely the code is embedded (one weight in 2^d changed; see `fingerprint.embed`):
     #: not a property of the code, but fixed with it when a release is published
     density_log2: int = carrier.DENSITY_LOG2
+    #: symbols in the code: 0 for the least length the three above need (`least_length`);
+    #: more when the release's matrices can carry more (`fingerprint.plan.fitted_length`)
+    length: int = 0
 
     @property
     def cutoff(self) -> float:
@@ -66,6 +76,11 @@ class CodeParams:
     def design(self) -> CodeDesign:
         """Code length and thresholds for these parameters (see the module docstring)."""
         return _design(self)
+
+    @property
+    def least_length(self) -> int:
+        """The shortest code that meets the bound for these recipients and colluders."""
+        return _least(self.max_recipients, self.max_colluders, self.false_accusation).length
 
 
 @dataclass(frozen=True)
@@ -166,6 +181,21 @@ def threshold(biases: F64, symbols: F64, probability: float) -> float:
 
 
 def _design(params: CodeParams) -> CodeDesign:
+    least = _least(params.max_recipients, params.max_colluders, params.false_accusation)
+    if params.length <= least.length:
+        return least
+    # a longer code: the same threshold, each colluder's expected z grows with √m
+    return CodeDesign(
+        length=params.length,
+        z_threshold=least.z_threshold,
+        coalition_score=least.coalition_score,
+        colluder_z=least.coalition_score * math.sqrt(params.length) / params.max_colluders,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _least(max_recipients: int, max_colluders: int, false_accusation: float) -> CodeDesign:
+    params = CodeParams(max_recipients, max_colluders, false_accusation)
     log_target = math.log(params.false_accusation / params.max_recipients)
     # z* at ±1 symbols under the arcsine law, with m large (the per-position law is fixed)
     grid = _arcsine_grid(params.cutoff, 4001)

@@ -30,6 +30,12 @@ SUPPORTED = {
 MIN_ELEMENTS = 65536
 MIN_SIDE = 16
 MIN_CARRIER_PER_SYMBOL = 4096
+#: a release's code is at most this many times the least length its parameters need: scoring
+#: time grows with the length (3x keeps a trace against 10^6 recipients within a minute)
+MAX_LENGTH_FACTOR = 3
+#: the spread of each symbol of a code longer than the least: half the minimum, since the
+#: least code already gives the guarantee and the extra symbols only add margin
+FITTED_CARRIER_PER_SYMBOL = 2048
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,34 @@ def required_weights(code_length: int) -> int:
     return code_length * MIN_CARRIER_PER_SYMBOL
 
 
+def carrier_weights(indexes: Sequence[WeightsIndex]) -> int:
+    """How many weights of these files' matrices can carry the code."""
+    return sum(t.numel for index in indexes for t in carrier_tensors(index))
+
+
+def fitted_length(indexes: Sequence[WeightsIndex], params: CodeParams) -> int:
+    """The code length a new release gets: as many symbols as its matrices carry at
+    `FITTED_CARRIER_PER_SYMBOL` each (a multiple of 64), between the least length its
+    parameters need and `MAX_LENGTH_FACTOR` times that.
+
+    A longer code lifts every colluder's z at the same threshold (by √(m / least) where the
+    symbols read cleanly, less where the attack's noise dominates; see `fingerprint.code`).
+    The demo model (134M carrier weights) gets 49,344 symbols, 3x the least 16,448: measured
+    on SmolLM2, twice the least took the weakest 8-colluder trial (median, then Q4_0) from
+    1.23x the threshold to 1.50x, three times to the figure in BENCHMARKS.md.
+    """
+    least = params.least_length
+    fits = carrier_weights(indexes) // FITTED_CARRIER_PER_SYMBOL // carrier.BLOCK * carrier.BLOCK
+    return max(least, min(fits, MAX_LENGTH_FACTOR * least))
+
+
 def check_capacity(indexes: Sequence[WeightsIndex], params: CodeParams | None = None) -> None:
     """Refuse a release whose matrices are too few to carry the code (`CapacityError`).
 
     Raises `UnsupportedFormat` for a matrix in a type a fingerprint cannot be embedded in.
     """
     params = params or CodeParams()
-    has = sum(t.numel for index in indexes for t in carrier_tensors(index))
+    has = carrier_weights(indexes)
     needs = required_weights(params.design.length)
     if has < needs:
         raise CapacityError(

@@ -48,6 +48,7 @@ def code_params(
     max_colluders: int,
     false_accusation: float,
     density_log2: int = carrier.DENSITY_LOG2,
+    length: int = 0,
 ) -> CodeParams:
     """Shared parameter objects, so each code's design is computed once per process."""
     if max_recipients < 2 or max_colluders < 1 or not 0 < false_accusation < 1:
@@ -56,7 +57,9 @@ def code_params(
         )
     if density_log2 not in carrier.DENSITIES:
         raise InvalidInput(f"fingerprint density 2^-{density_log2} is not one of 2^-3 .. 2^-6")
-    return CodeParams(max_recipients, max_colluders, false_accusation, density_log2)
+    if length < 0 or length % carrier.BLOCK:
+        raise InvalidInput(f"fingerprint code length {length} is not a multiple of 64")
+    return CodeParams(max_recipients, max_colluders, false_accusation, density_log2, length)
 
 
 def release_params(release: Release) -> CodeParams:
@@ -66,6 +69,7 @@ def release_params(release: Release) -> CodeParams:
         release.fingerprint_colluders,
         release.fingerprint_bound,
         release.fingerprint_density_log2,
+        release.fingerprint_code_length,
     )
 
 

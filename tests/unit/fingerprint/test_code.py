@@ -19,6 +19,17 @@ def test_default_design_matches_the_written_argument() -> None:
     assert design.colluder_z >= design.z_threshold + 2
 
 
+def test_a_longer_code_keeps_the_threshold_and_lifts_colluders_by_root_m() -> None:
+    least = code.CodeParams().design
+    longer = code.CodeParams(length=2 * least.length).design
+    assert longer.length == 2 * least.length
+    assert longer.z_threshold == least.z_threshold
+    assert abs(longer.colluder_z / least.colluder_z - 2**0.5) < 1e-9
+    # a length below the least is no weaker code: the least is kept
+    assert code.CodeParams(length=64).design == least
+    assert code.CodeParams(length=2 * least.length).least_length == least.length
+
+
 def test_splitmix_matches_the_reference_stream() -> None:
     # splitmix64 seeded with 1: first output 0x910A2DEC89025CC1 (Vigna's reference)
     assert int(carrier.stream(1, 0, 1)[0]) == 0x910A2DEC89025CC1

@@ -159,6 +159,17 @@ def test_capacity_is_checked_with_has_and_needs(safetensors_file: Path) -> None:
     plan.check_capacity([index, index, index], code.CodeParams(10, 1, 1e-2))
 
 
+def test_a_release_gets_the_longest_code_its_matrices_carry(safetensors_file: Path) -> None:
+    index = read_index(safetensors_file)  # 231,900 carrier weights: 113 symbols at 2,048
+    small = code.CodeParams(10, 1, 1e-2)
+    assert small.least_length == 128
+    assert plan.fitted_length([index], small) == 128  # fits fewer: the least (as before)
+    assert plan.fitted_length([index] * 2, small) == 192  # 226 symbols' worth, to 64s
+    assert plan.fitted_length([index] * 5, small) == 3 * 128  # at most 3x the least
+    bigger = plan.build_plan(index, KEY, code.CodeParams(10, 1, 1e-2, length=256))
+    assert bigger.code_length == 256
+
+
 def test_unsupported_matrix_types_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "q4.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
