@@ -17,8 +17,8 @@ from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.db import utcnow
 from ringfence.errors import InvalidInput
+from ringfence.incidents.actions import check_text, record_action, require_open, subject_of
 from ringfence.incidents.models import Incident, IncidentAction
-from ringfence.incidents.services import _action, _check_text, _require_open, _subject
 from ringfence.mail.messages import Message
 from ringfence.mail.services import queue
 from ringfence.settings import Settings
@@ -86,7 +86,7 @@ def breached_clauses(licence_text: str) -> list[str]:
 
 def draft(session: Session, incident: Incident, settings: Settings, *, actor: str) -> str:
     """Draft the notice from the evidence, store it as the incident's notice, and record it."""
-    _require_open(incident)
+    require_open(incident)
     release = incident.release
     if release is None:
         raise InvalidInput(
@@ -127,7 +127,7 @@ def draft(session: Session, incident: Incident, settings: Settings, *, actor: st
         session,
         EventTag.Incident.NoticeDrafted,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         payload={"chars": len(text)},
     )
     return text
@@ -137,14 +137,14 @@ def edit(
     session: Session, incident: Incident, text: str, *, actor: str, ip: str | None = None
 ) -> str:
     """Replace the notice's text with a person's edit (recorded with the text's length)."""
-    _require_open(incident)
-    text = _check_text(text, "notice", limit=MAX_NOTICE, required=True)
+    require_open(incident)
+    text = check_text(text, "notice", limit=MAX_NOTICE, required=True)
     incident.notice = text + "\n"
     record(
         session,
         EventTag.Incident.NoticeEdited,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={"chars": len(incident.notice)},
     )
@@ -155,7 +155,7 @@ def send(
     session: Session, incident: Incident, to: str, *, actor: str, ip: str | None = None
 ) -> IncidentAction:
     """Queue the notice to `to` (a provider's abuse address) and record that it was sent."""
-    _require_open(incident)
+    require_open(incident)
     to = to.strip()
     if not _ADDRESS.match(to) or len(to) > 320:
         raise InvalidInput(f"to: an e-mail address, not {to!r}")
@@ -171,11 +171,11 @@ def send(
         session,
         EventTag.Incident.NoticeSent,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={"to": to, "chars": len(incident.notice)},
     )
-    return _action(session, incident, "notice_sent", {"to": to}, actor=actor, ip=ip)
+    return record_action(session, incident, "notice_sent", {"to": to}, actor=actor, ip=ip)
 
 
 def notice_html(incident: Incident) -> str:

@@ -29,8 +29,9 @@ from ringfence.audit.services import event_row, record
 from ringfence.audit.tags import EventTag
 from ringfence.distribution import manifests
 from ringfence.errors import IntegrityError, InvalidInput
+from ringfence.incidents.actions import subject_of
 from ringfence.incidents.models import Incident
-from ringfence.incidents.services import _subject, audit_excerpt, custody_step, show
+from ringfence.incidents.services import audit_excerpt, custody_step, show
 from ringfence.secrets import SecretStore
 
 #: the most a pack's archive may hold when read back (it holds text, never weights)
@@ -81,7 +82,7 @@ def export(
         session,
         EventTag.Incident.PackExported,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={"sha256": hashlib.sha256(data).hexdigest(), "files": digests},
     )

@@ -8,12 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
+from ringfence.incidents.actions import subject_of
 from ringfence.incidents.custody import verify_custody
 from ringfence.incidents.models import Evidence, Incident, IncidentAction
-
-
-def _subject(incident: Incident) -> str:
-    return f"incident:{incident.id}"
 
 
 def incident_record(incident: Incident) -> dict[str, Any]:
@@ -114,7 +111,7 @@ def audit_excerpt(session: Session, incident: Incident) -> list[AuditEvent]:
         if e.kind == "trace" and e.payload.get("trace_audit_seq") is not None
     }
     query = select(AuditEvent).where(
-        (AuditEvent.subject == _subject(incident)) | AuditEvent.seq.in_(sorted(seqs))
+        (AuditEvent.subject == subject_of(incident)) | AuditEvent.seq.in_(sorted(seqs))
     )
     return list(session.scalars(query.order_by(AuditEvent.seq)))
 

@@ -19,17 +19,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from ringfence.access.circles import check_circle, rank, set_circle
-from ringfence.access.grants import get_grant, revoke_grant
 from ringfence.access.hooks import Hold
 from ringfence.audit.services import record
 from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.catalogue.services import get_release
 from ringfence.db import utcnow
-from ringfence.errors import Conflict, InvalidInput, NotFound
+from ringfence.errors import InvalidInput, NotFound
+from ringfence.incidents.actions import (
+    check_text,
+    narrow_circle,
+    require_open,
+    revoke_implicated_grant,
+    subject_of,
+)
 from ringfence.incidents.custody import custody_step, verify_custody
-from ringfence.incidents.models import KINDS, Evidence, Incident, IncidentAction
+from ringfence.incidents.models import KINDS, Evidence, Incident
 from ringfence.incidents.records import (
     action_record,
     audit_excerpt,
@@ -68,19 +73,6 @@ __all__ = [
 ]
 
 
-def _subject(incident: Incident) -> str:
-    return f"incident:{incident.id}"
-
-
-def _check_text(value: str, name: str, *, limit: int, required: bool = False) -> str:
-    value = value.strip()
-    if required and not value:
-        raise InvalidInput(f"{name}: give a value")
-    if len(value) > limit or "\x00" in value:
-        raise InvalidInput(f"{name}: at most {limit} characters, no NUL")
-    return value
-
-
 def open_incident(
     session: Session,
     *,
@@ -95,10 +87,10 @@ def open_incident(
     """Open an incident from a leak report: a file, a URL or an OpenAI-compatible endpoint."""
     if kind not in KINDS:
         raise InvalidInput(f"kind: one of {', '.join(KINDS)}, not {kind!r}")
-    source = _check_text(source, "source", limit=MAX_SOURCE, required=True)
+    source = check_text(source, "source", limit=MAX_SOURCE, required=True)
     if kind in ("url", "endpoint") and not source.startswith(("http://", "https://")):
         raise InvalidInput(f"source: a {kind} is an http(s) URL, not {source!r}")
-    summary = _check_text(summary, "summary", limit=20_000)
+    summary = check_text(summary, "summary", limit=20_000)
     release = get_release(session, release_ref) if release_ref else None
     incident = Incident(
         kind=kind,
@@ -115,7 +107,7 @@ def open_incident(
         session,
         EventTag.Incident.Opened,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={
             "kind": kind,
@@ -147,11 +139,6 @@ def list_incidents(session: Session, *, state: str = "") -> list[Incident]:
             raise InvalidInput(f"state: open or closed, not {state!r}")
         query = query.where(Incident.state == state)
     return list(session.scalars(query))
-
-
-def _require_open(incident: Incident) -> None:
-    if incident.state != "open":
-        raise Conflict(f"incident {incident.id} is closed", hint="open a new incident")
 
 
 # --- evidence and its chain of custody ------------------------------------------------------
@@ -192,7 +179,7 @@ def add_suspect(
     name: str | None = None,
 ) -> Evidence:
     """Record suspect files: their hashes, kept in the blob store, with custody steps."""
-    _require_open(incident)
+    require_open(incident)
     files = _files(paths)
     hashed = [(path.name, *_file_digest(path)) for path in files]
     digests: list[dict[str, Any]] = [
@@ -208,7 +195,7 @@ def add_suspect(
     evidence = Evidence(
         incident_id=incident.id,
         kind="suspect",
-        name=_check_text(name or files[0].name, "name", limit=512, required=True),
+        name=check_text(name or files[0].name, "name", limit=512, required=True),
         sha256=sha_all,
         size=size_all,
         payload={"files": digests},
@@ -226,7 +213,7 @@ def add_suspect(
         session,
         EventTag.Incident.EvidenceAdded,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={"evidence_id": evidence.id, "kind": "suspect", "files": digests},
     )
@@ -277,7 +264,7 @@ def trace_suspect(
         session,
         EventTag.Incident.TraceAttached,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={
             "evidence_id": trace.id,
@@ -298,7 +285,7 @@ def add_attribution(
     ip: str | None = None,
 ) -> Evidence:
     """Attach a black-box attribution report (an endpoint's answers against a release)."""
-    _require_open(incident)
+    require_open(incident)
     payload = json.loads(json.dumps(report, default=str))
     evidence = Evidence(
         incident_id=incident.id,
@@ -317,7 +304,7 @@ def add_attribution(
         session,
         EventTag.Incident.EndpointAttributed,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={
             "evidence_id": evidence.id,
@@ -329,113 +316,12 @@ def add_attribution(
     return evidence
 
 
-# --- actions --------------------------------------------------------------------------------
-
-
-def _action(
-    session: Session,
-    incident: Incident,
-    kind: str,
-    detail: dict[str, Any],
-    *,
-    actor: str,
-    ip: str | None,
-) -> IncidentAction:
-    event = record(
-        session,
-        EventTag.Incident.ActionTaken,
-        actor=actor,
-        subject=_subject(incident),
-        ip=ip,
-        payload={"action": kind, **detail},
-    )
-    action = IncidentAction(
-        incident_id=incident.id, kind=kind, detail=detail, actor=actor, audit_seq=event.seq
-    )
-    session.add(action)
-    session.flush()
-    return action
-
-
-def revoke_implicated_grant(
-    session: Session,
-    incident: Incident,
-    grant_id: int,
-    *,
-    reason: str,
-    actor: str,
-    ip: str | None = None,
-) -> IncidentAction:
-    """Revoke a grant the evidence implicates; the incident records the action."""
-    _require_open(incident)
-    reason = _check_text(reason, "reason", limit=2000, required=True)
-    grant = get_grant(session, grant_id)
-    if incident.release_id is not None and grant.release_id != incident.release_id:
-        raise InvalidInput(f"grant {grant_id} is not for this incident's release")
-    if grant.state != "active":
-        raise Conflict(f"grant {grant_id} is {grant.state}, not active")
-    revoke_grant(session, grant, reason=f"incident {incident.id}: {reason}", actor=actor, ip=ip)
-    return _action(
-        session,
-        incident,
-        "grant_revoked",
-        {"grant_id": grant.id, "user": grant.user.email, "reason": reason},
-        actor=actor,
-        ip=ip,
-    )
-
-
-def narrow_circle(
-    session: Session,
-    incident: Incident,
-    circle: str,
-    *,
-    reason: str,
-    actor: str,
-    ip: str | None = None,
-) -> IncidentAction:
-    """Narrow the incident's release to `circle` (never wider); the incident records it."""
-    _require_open(incident)
-    reason = _check_text(reason, "reason", limit=2000, required=True)
-    check_circle(circle)
-    release = _release_of(incident)
-    if rank(circle) >= rank(release.circle):
-        raise InvalidInput(
-            f"{release.ref} is in the {release.circle} circle; an incident only narrows it"
-        )
-    change = set_circle(
-        session, release, circle, reason=f"incident {incident.id}: {reason}", actor=actor, ip=ip
-    )
-    return _action(
-        session,
-        incident,
-        "circle_narrowed",
-        {
-            "release": release.ref,
-            "from": change.before,
-            "to": change.after,
-            "revoked": change.revoked,
-        },
-        actor=actor,
-        ip=ip,
-    )
-
-
-def _release_of(incident: Incident) -> Release:
-    if incident.release is None:
-        raise InvalidInput(
-            f"incident {incident.id} names no release yet",
-            hint="trace a suspect file or attribute the endpoint first",
-        )
-    return incident.release
-
-
 def close_incident(
     session: Session, incident: Incident, *, resolution: str, actor: str, ip: str | None = None
 ) -> Incident:
     """Close an incident (its hold on widening ends with it)."""
-    _require_open(incident)
-    incident.resolution = _check_text(resolution, "resolution", limit=20_000, required=True)
+    require_open(incident)
+    incident.resolution = check_text(resolution, "resolution", limit=20_000, required=True)
     incident.state = "closed"
     incident.closed_by = actor
     incident.closed_at = utcnow()
@@ -443,7 +329,7 @@ def close_incident(
         session,
         EventTag.Incident.Closed,
         actor=actor,
-        subject=_subject(incident),
+        subject=subject_of(incident),
         ip=ip,
         payload={"resolution": incident.resolution},
     )
@@ -497,13 +383,13 @@ def attribute_endpoint(
     """Ask an OpenAI-compatible endpoint whether it serves the release; attach the report."""
     from ringfence.incidents import attribution
 
-    _require_open(incident)
-    endpoint = _check_text(endpoint, "endpoint", limit=MAX_SOURCE, required=True)
+    require_open(incident)
+    endpoint = check_text(endpoint, "endpoint", limit=MAX_SOURCE, required=True)
     if not endpoint.startswith(("http://", "https://")):
         raise InvalidInput(
             f"endpoint: an http(s) base URL such as https://host/v1, not {endpoint!r}"
         )
-    model = _check_text(model, "model", limit=200, required=True)
+    model = check_text(model, "model", limit=200, required=True)
     if release_ref:
         release = get_release(session, release_ref)
     elif incident.release is not None:
