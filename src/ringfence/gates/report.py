@@ -187,15 +187,20 @@ def card_metadata(report: dict[str, Any], licence: str | None) -> dict[str, Any]
         metrics = [
             {"type": key, "value": value}
             for key, value in gate["figures"].items()
-            if isinstance(value, int | float) and not isinstance(value, bool) and key != "seconds"
+            if isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not key.endswith("seconds")  # timings: no figure of the model
         ]
         if metrics:
             results.append(
                 {
                     "task": {"type": "text-generation"},
+                    # One config per gate: Hub clients group results by task and dataset
+                    # type and config, never by name.
                     "dataset": {
                         "name": f"ringfence gate {gate['name']}",
                         "type": "ringfence-gates",
+                        "config": gate["name"],
                     },
                     "metrics": metrics,
                 }
