@@ -10,7 +10,8 @@ written from DESIGN.md and the security issue (#10), not from what the code does
 - in-house and partner releases do not exist (404) for people outside their circle;
 - unverified accounts see their account page but cannot make tokens, ask or accept (403);
 - file routes stream bytes to exactly the holders of an active grant with an accepted licence
-  in a circle that admits them, and nothing to anyone else.
+  in a circle that admits them, and nothing to anyone else; the Hub's README.md model card of
+  a release with a gate report (`CARD_TABLE`) is one more such file.
 
 Outcome classes: `ok` (past authorisation: 2xx, 3xx elsewhere than /login, or a 400/409/415/422
 business refusal of the deliberately harmless body), `login` (401 or 303 to /login), `denied`
@@ -47,6 +48,7 @@ from ringfence.db import transaction, utcnow
 from ringfence.distribution import links
 from ringfence.distribution.services import ensure_manifest
 from ringfence.distribution.tasks import compute_pending
+from ringfence.gates.models import GateRun
 from ringfence.incidents.services import open_incident
 from ringfence.jobs.models import Job
 from ringfence.organisations.models import NDA
@@ -378,6 +380,7 @@ class Entry:
     lands: str = ""  # a redirect here is this route's intended answer, even to /login
     limited: bool = False  # limited per IP, and every principal here shares one: 429 is ok
     query: str = ""
+    card: bool = False  # on the circle's release with a gate report, asking for its README.md
 
 
 def _form(**fields: Any) -> Callable[[World, str], Body]:
@@ -726,6 +729,40 @@ TABLE: dict[tuple[str, str], Entry] = {
     ),
 }
 
+#: the Hub routes again, on each circle's release with a finished gate run (`c-{circle}`): its
+#: README.md is the generated model card, listed and sent by the same rules as its other files
+CARD_TABLE: dict[tuple[str, str], Entry] = {
+    ("GET", "/api/models/{ns}/{name}"): Entry(HUB, per_circle=True, card=True),
+    ("GET", "/api/models/{ns}/{name}/tree/{revision}"): Entry(HUB, per_circle=True, card=True),
+    ("GET", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(
+        HUB_FILE, per_circle=True, file=True, card=True
+    ),
+    ("HEAD", "/{ns}/{name}/resolve/{revision}/{path:path}"): Entry(
+        HUB_FILE, per_circle=True, file=True, card=True
+    ),
+}
+#: how the served card begins: its metadata block
+CARD_HEAD = b"---\nlicense: research-only\nmodel-index:"
+
+
+def _gate_report(ref: str) -> dict[str, Any]:
+    """A finished gate run's report, as small as the model card needs."""
+    return {
+        "release": ref,
+        "widest_circle": "public",
+        "policy": "matrix",
+        "gates": [
+            {
+                "name": "memorisation",
+                "passed": True,
+                "reason": "no probe exceeds the policy",
+                "figures": {"max_membership_auc": 0.5},
+            }
+        ],
+        "provenance": None,
+        "model_details": {"base_models": []},
+    }
+
 
 # --- the world -------------------------------------------------------------------------------
 
@@ -766,7 +803,9 @@ class World:
         return hmac.new(key, cookie.encode(), hashlib.sha256).hexdigest()
 
 
-def _add_person(session: Session, world: World, person: Person, releases: dict[str, Any]) -> None:
+def _add_person(
+    session: Session, world: World, person: Person, releases: dict[str, Any], carded: dict[str, Any]
+) -> None:
     # Admins and reviewers are enrolled in two-factor sign-in (make_user's default for them).
     user = make_user(
         session,
@@ -778,6 +817,8 @@ def _add_person(session: Session, world: World, person: Person, releases: dict[s
     for scope in person.scopes:
         world.tokens[(person.key, scope)] = create_token(session, user, scope, actor="test").raw
     for circle in person.granted:
+        # The same grant on the circle's release with a model card, without a link of its own.
+        _add_grant(session, person, user, carded[circle])
         release = releases[circle]
         grant = Grant(
             user_id=user.id,
@@ -810,6 +851,28 @@ def _add_person(session: Session, world: World, person: Person, releases: dict[s
             grant.expires_at = utcnow() - timedelta(days=1)
 
 
+def _add_grant(session: Session, person: Person, user: User, release: Any) -> None:
+    grant = Grant(
+        user_id=user.id,
+        release_id=release.id,
+        granted_by="test",
+        state="revoked" if person.grant == "revoked" else "active",
+        revoked_reason="matrix" if person.grant == "revoked" else None,
+        mode=person.mode,
+        expires_at=utcnow() + timedelta(days=-1 if person.grant == "expired" else 30),
+    )
+    session.add(grant)
+    session.add(
+        LicenceAcceptance(
+            user_id=user.id,
+            release_id=release.id,
+            licence_id=release.licence.id,
+            licence_ref=release.licence.ref,
+            text_sha256=release.licence.sha256,
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 def world(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
@@ -822,18 +885,33 @@ def world(
         catalogue.init_organisation(session, "lab")
         licence = install_research_licence(session, actor="test")
         releases: dict[str, Any] = {}
+        carded: dict[str, Any] = {}
         for circle in CIRCLES:
-            release = catalogue.publish(
-                session,
-                services.blobs,
-                model,
-                model=f"m-{circle}",
-                version="1.0",
-                fingerprint=TINY_CODE,
-            )
-            release.circle, release.licence = circle, licence
-            releases[circle] = release
+            for prefix, kept in (("m", releases), ("c", carded)):
+                release = catalogue.publish(
+                    session,
+                    services.blobs,
+                    model,
+                    model=f"{prefix}-{circle}",
+                    version="1.0",
+                    fingerprint=TINY_CODE,
+                )
+                release.circle, release.licence = circle, licence
+                kept[circle] = release
             make_release(session, f"s-{circle}", "1.0", circle=circle)
+            ref = carded[circle].ref
+            session.add(
+                GateRun(
+                    release=carded[circle],
+                    state="done",
+                    progress=1.0,
+                    policy="matrix",
+                    widest_circle="public",
+                    report=_gate_report(ref),
+                    started_by="test",
+                    finished_at=utcnow(),
+                )
+            )
         session.flush()
         world = World(
             services,
@@ -843,7 +921,7 @@ def world(
             licence.sha256,
         )
         for person in PEOPLE:
-            _add_person(session, world, person, releases)
+            _add_person(session, world, person, releases, carded)
         member = session.scalars(select(User).where(User.email == BY_KEY["member-active"].email))
         world.spare_token_id = create_token(
             session, member.one(), "read", name="spare", actor="test"
@@ -874,7 +952,7 @@ def world(
 
 
 def _fill(path: str, world: World, p: Principal, circle: str, entry: Entry) -> str:
-    prefix = "s" if entry.scratch else "m"
+    prefix = "s" if entry.scratch else "c" if entry.card else "m"
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -884,7 +962,7 @@ def _fill(path: str, world: World, p: Principal, circle: str, entry: Entry) -> s
             "version": "1.0",
             "ns": "lab",
             "revision": "1.0",
-            "path": "model.safetensors",
+            "path": "README.md" if entry.card else "model.safetensors",
             "ref": f"m-{circle}@1.0",
             "token": world.links.get((person.key, circle), "forged") if person else "forged",
             "token_id": str(world.spare_token_id),
@@ -906,9 +984,10 @@ def call(
     circle: str,
     *,
     csrf: bool = True,
+    table: dict[tuple[str, str], Entry] = TABLE,
 ) -> httpx.Response:
     """Send the entry's request as `p`, with a valid CSRF token on unsafe requests when `csrf`."""
-    entry = TABLE[(method, path)]
+    entry = table[(method, path)]
     headers: dict[str, str] = {}
     cookie_name, cookie = "", ""
     if p.via == "session" and p.person is not None:
@@ -984,25 +1063,44 @@ CASES = [
 ]
 
 
+def _judge(
+    world: World, method: str, path: str, circle: str, table: dict[tuple[str, str], Entry]
+) -> None:
+    # Every principal's outcome against its rule; file routes: the bytes only to those allowed.
+    entry = table[(method, path)]
+    head, secret = (CARD_HEAD, CARD_HEAD) if entry.card else (world.head, world.head[:16])
+    wrong: list[str] = []
+    for p in PRINCIPALS:
+        want = entry.rule(p, circle)
+        r = call(world, method, path, p, circle, table=table)
+        got = outcome(r, entry.lands, entry.limited)
+        bytes_sent = r.status_code in (200, 206) and r.content.startswith(head)
+        if entry.file and method == "GET" and got == OK and not bytes_sent:
+            got = f"ok without the file's bytes ({r.status_code}, {len(r.content)} bytes)"
+        if entry.file and want != OK and secret in r.content:
+            got = f"{got} WITH the file's bytes"
+        if got != want:
+            wrong.append(f"{p.name}: expected {want}, got {got} ({r.status_code})")
+    assert not wrong, f"{method} {path} [{circle}]\n" + "\n".join(wrong)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "circle"), CASES, ids=[f"{m} {p} {c}" for m, p, c in CASES]
 )
 def test_matrix(world: World, method: str, path: str, circle: str) -> None:
     """Every principal gets the outcome its rule demands on this route (and circle)."""
-    entry = TABLE[(method, path)]
-    wrong: list[str] = []
-    for p in PRINCIPALS:
-        want = entry.rule(p, circle)
-        r = call(world, method, path, p, circle)
-        got = outcome(r, entry.lands, entry.limited)
-        bytes_sent = r.status_code in (200, 206) and r.content.startswith(world.head)
-        if entry.file and method == "GET" and got == OK and not bytes_sent:
-            got = f"ok without the file's bytes ({r.status_code}, {len(r.content)} bytes)"
-        if entry.file and want != OK and world.head[:16] in r.content:
-            got = f"{got} WITH the file's bytes"
-        if got != want:
-            wrong.append(f"{p.name}: expected {want}, got {got} ({r.status_code})")
-    assert not wrong, f"{method} {path} [{circle}]\n" + "\n".join(wrong)
+    _judge(world, method, path, circle, TABLE)
+
+
+CARD_CASES = [(method, path, circle) for (method, path) in CARD_TABLE for circle in CIRCLES]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "circle"), CARD_CASES, ids=[f"{m} {p} {c}" for m, p, c in CARD_CASES]
+)
+def test_card_matrix(world: World, method: str, path: str, circle: str) -> None:
+    """The model card reaches exactly whoever may fetch the release's other files."""
+    _judge(world, method, path, circle, CARD_TABLE)
 
 
 PAGES = [

@@ -8,6 +8,9 @@ With `HF_ENDPOINT=http://HOST:PORT` and `HF_TOKEN=<a ringfence token>`, `snapsho
 - `HEAD|GET /{ns}/{name}/resolve/{rev}/{path}`: the caller's fingerprinted file with
   `X-Repo-Commit`, `ETag`, `X-Linked-Size`, `Content-Length` and ranges.
 
+A release with a finished gate run also lists and serves its README.md model card with the
+Hub's metadata block (`distribution.card`), to exactly those who may fetch its other files.
+
 Errors carry the Hub's `X-Error-Code` (GatedRepo, RepoNotFound, RevisionNotFound,
 EntryNotFound) so the client raises its own matching exception: a caller without a usable
 grant gets the gated-repository answer and `GatedRepoError`.
@@ -15,6 +18,7 @@ grant gets the gated-repository answer and `GatedRepoError`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +32,8 @@ from ringfence.catalogue.models import Release
 from ringfence.db import transaction
 from ringfence.distribution import sending, sources
 from ringfence.distribution import services as dist
+from ringfence.distribution.card import PATH as CARD_PATH
+from ringfence.distribution.card import Card, CardDelivery, card_of, commit_for, prepare_card
 from ringfence.distribution.ranges import RangeNotSatisfiable
 from ringfence.errors import (
     AuthenticationRequired,
@@ -112,9 +118,23 @@ def _translate(exc: RingfenceError, repo: str, commit: str | None = None) -> _Hu
 
 def _release(
     session: Session, services: Services, ns: str, name: str, revision: str, user: User | None
-) -> Release:
+) -> tuple[Release, Card | None]:
+    # The release with its model card (made once per request: a commit names both).
+    cards: dict[int, Card | None] = {}
+
+    def card(release: Release) -> Card | None:
+        if release.id not in cards:
+            cards[release.id] = card_of(session, services, release)
+        return cards[release.id]
+
+    def card_oid(release: Release) -> str | None:
+        found = card(release)
+        return found.oid if found else None
+
     try:
-        release = dist.hub_release(session, services.secrets, ns, name, revision, user)
+        release = dist.hub_release(
+            session, services.secrets, ns, name, revision, user, card=card_oid
+        )
     except dist.RevisionNotFound:
         raise
     except NotFound as exc:
@@ -123,17 +143,24 @@ def _release(
         # In-house and partner releases do not exist for outsiders: the same answer as an
         # unknown name, so a token holder cannot probe which models the lab keeps.
         raise _HubError(404, "RepoNotFound", f"Repository Not Found: {ns}/{name}")
-    return release
+    return release, card(release)
 
 
 def _model_info(
-    services: Services, session: Session, release: Release, user: User, blobs: bool
+    services: Services,
+    session: Session,
+    release: Release,
+    card: Card | None,
+    user: User,
+    blobs: bool,
 ) -> dict[str, Any]:
     repo = f"{release.model.organisation.slug}/{release.model.name}"
     manifest = dist.manifest_row(session, release.id, user.id)
     ready = manifest is not None and manifest.state == "ready"
     siblings: list[dict[str, Any]] = []
     for a in release.artifacts:
+        if card is not None and a.path == CARD_PATH:
+            continue  # the card takes the published README.md's place
         sibling: dict[str, Any] = {"rfilename": a.path}
         if blobs:
             sibling["size"] = a.size
@@ -142,13 +169,20 @@ def _model_info(
             if ready:
                 sibling["lfs"] = {"size": a.size, "sha256": tag, "pointerSize": 134}
         siblings.append(sibling)
+    if card is not None:
+        # A small file kept in git on the Hub: its blob id, and no LFS pointer.
+        siblings.append(
+            {"rfilename": CARD_PATH, "size": card.size, "blobId": card.oid}
+            if blobs
+            else {"rfilename": CARD_PATH}
+        )
     created = release.created_at.isoformat().replace("+00:00", "Z")
     return {
         "_id": f"{release.id:024x}",
         "id": repo,
         "modelId": repo,
         "author": release.model.organisation.slug,
-        "sha": dist.commit_hash(services.secrets, release, user.id),
+        "sha": commit_for(services, release, user.id, card),
         "lastModified": created,
         "createdAt": created,
         "private": False,
@@ -170,7 +204,7 @@ def _info(request: Request, ns: str, name: str, revision: str) -> Response:
         with transaction(services.sessions) as session:
             caller = _caller(request, session)
             user = caller.user if caller else None
-            release = _release(session, services, ns, name, revision, user)
+            release, card = _release(session, services, ns, name, revision, user)
             _permit(caller, Permission.BROWSE)
             try:
                 sources.authorise(session, user, release)
@@ -178,7 +212,7 @@ def _info(request: Request, ns: str, name: str, revision: str) -> Response:
                 raise _translate(exc, repo) from exc
             blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
             assert user is not None  # authorise refuses anonymous callers
-            return JSONResponse(_model_info(services, session, release, user, blobs))
+            return JSONResponse(_model_info(services, session, release, card, user, blobs))
     except _HubError as exc:
         return exc.response()
     except RingfenceError as exc:
@@ -201,6 +235,7 @@ def _tree_entries(
     services: Services,
     session: Session,
     release: Release,
+    card: Card | None,
     user: User,
     prefix: str,
     recursive: bool,
@@ -227,6 +262,9 @@ def _tree_entries(
         if ready:
             entry["lfs"] = {"oid": tag, "size": a.size, "pointerSize": 134}
         entries[a.path] = entry
+    if card is not None and not base:
+        # At the root, in the published README.md's place if there was one: no LFS pointer.
+        entries[CARD_PATH] = {"type": "file", "oid": card.oid, "size": card.size, "path": CARD_PATH}
     return [entries[k] for k in sorted(entries)]
 
 
@@ -241,14 +279,15 @@ def tree(request: Request, ns: str, name: str, revision: str, path: str = "") ->
         with transaction(services.sessions) as session:
             caller = _caller(request, session)
             user = caller.user if caller else None
-            release = _release(session, services, ns, name, revision, user)
+            release, card = _release(session, services, ns, name, revision, user)
             _permit(caller, Permission.BROWSE)
             try:
                 sources.authorise(session, user, release)
             except RingfenceError as exc:
                 raise _translate(exc, repo) from exc
             assert user is not None
-            return JSONResponse(_tree_entries(services, session, release, user, path, recursive))
+            entries = _tree_entries(services, session, release, card, user, path, recursive)
+            return JSONResponse(entries)
     except _HubError as exc:
         return exc.response()
     except RingfenceError as exc:
@@ -265,14 +304,14 @@ def _stream(services: Services, delivery: dist.Delivery) -> AsyncIterator[bytes]
 
 def _in_transaction(
     services: Services, build: DeliveryBuilder, send_body: bool, ip: str | None, ua: str | None
-) -> dist.Delivery:
+) -> dist.Delivery | CardDelivery:
     # The decision and its audit event commit together (audit.record serialises writers).
     with transaction(services.sessions) as session:
         return build(session, send_body, ip, ua)
 
 
 #: builds the delivery inside the request's transaction: (session, send_body, ip, user agent)
-DeliveryBuilder = Callable[[Session, bool, str | None, str | None], dist.Delivery]
+DeliveryBuilder = Callable[[Session, bool, str | None, str | None], dist.Delivery | CardDelivery]
 
 
 def deliver(
@@ -285,7 +324,8 @@ def deliver(
 ) -> Response:
     """Run `build(session) -> Delivery` in one transaction, then send the bytes outside it.
 
-    Plain files go by the file-sending path (`sending`), fingerprinted ones stream.
+    Plain files go by the file-sending path (`sending`), fingerprinted ones stream, the model
+    card (a few KiB made in the request) goes as one body.
     """
     send_body = request.method == "GET"
     ip = client_ip(request)
@@ -310,6 +350,8 @@ def deliver(
     status = 206 if delivery.byte_range.partial else 200
     if not send_body:
         return Response(status_code=status, headers=headers)
+    if isinstance(delivery, CardDelivery):
+        return Response(delivery.content(), status_code=status, headers=headers)
     plain = sources.plain_file(services, delivery.release, delivery.artifact)
     if plain is not None:
         # The file-sending path (sendfile, or nginx) reports no chunks back: count the range
@@ -341,13 +383,29 @@ def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> R
     repo = f"{ns}/{name}"
     commit: list[str] = []
 
-    def build(session: Session, send_body: bool, ip: str | None, ua: str | None) -> dist.Delivery:
+    def build(
+        session: Session, send_body: bool, ip: str | None, ua: str | None
+    ) -> dist.Delivery | CardDelivery:
         caller = _caller(request, session)
-        release = _release(session, services, ns, name, revision, caller.user if caller else None)
+        user = caller.user if caller else None
+        release, card = _release(session, services, ns, name, revision, user)
         user = _permit(caller, Permission.DOWNLOAD)
         if user is not None:
-            commit.append(dist.commit_hash(services.secrets, release, user.id))
-        return dist.prepare_delivery(
+            commit.append(commit_for(services, release, user.id, card))
+        if card is not None and path == CARD_PATH:
+            return prepare_card(
+                session,
+                services,
+                release=release,
+                card=card,
+                user=user,
+                range_header=request.headers.get("range"),
+                if_range=request.headers.get("if-range"),
+                send_body=send_body,
+                ip=ip,
+                user_agent=ua,
+            )
+        delivery = dist.prepare_delivery(
             session,
             services,
             release=release,
@@ -360,6 +418,8 @@ def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> R
             ip=ip,
             user_agent=ua,
         )
+        # Every file of a carded release is at the commit that names its card.
+        return dataclasses.replace(delivery, commit=commit[0])
 
     def refuse(exc: RingfenceError) -> Response:
         return _translate(exc, repo, commit[0] if commit else None).response()

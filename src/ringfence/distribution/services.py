@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,18 +61,23 @@ from ringfence.web.headers import content_disposition
 from ringfence.wiring import Services
 
 
-def commit_hash(secrets: SecretStore, release: Release, user_id: int) -> str:
+def commit_hash(
+    secrets: SecretStore, release: Release, user_id: int, *, card: str | None = None
+) -> str:
     """The 40-hex "commit" one recipient sees for a release (Hub clients cache by it).
 
     Keyed and per recipient: two people on one machine never share a cache entry, and the
-    value says nothing about the release's bytes.
+    value says nothing about the release's bytes. `card` is the blob id of the model card the
+    Hub API serves (`distribution.card`): a new card is a new commit; without one the commit
+    is what it always was.
     """
-    return _commit_of(secrets, release.id, user_id)
+    return _commit_of(secrets, release.id, user_id, card)
 
 
-def _commit_of(secrets: SecretStore, release_id: int, user_id: int) -> str:
+def _commit_of(secrets: SecretStore, release_id: int, user_id: int, card: str | None) -> str:
     key = secrets.derive("distribution:commit")
-    return hmac.new(key, f"{release_id}:{user_id}".encode(), hashlib.sha256).hexdigest()[:40]
+    msg = f"{release_id}:{user_id}" + (f":card:{card}" if card else "")
+    return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()[:40]
 
 
 def _keyed_etag(secrets: SecretStore, release: Release, artifact: Artifact, user_id: int) -> str:
@@ -346,11 +352,14 @@ def hub_release(
     name: str,
     revision: str,
     user: User | None,
+    *,
+    card: Callable[[Release], str | None] | None = None,
 ) -> Release:
     """The release a Hub repo id and revision name: a version, "main" (newest) or our commit.
 
     Called on every Hub request, so it reads one release with its model, organisation and
-    file list, never the tensor index (`sources.file_plan` keeps that per process).
+    file list, never the tensor index (`sources.file_plan` keeps that per process). `card`
+    gives a release's model-card blob id, which its commit folds in (`commit_hash`).
     """
     releases = (
         select(Release)
@@ -370,18 +379,10 @@ def hub_release(
     else:
         release = session.scalars(releases.where(Release.version == revision)).unique().first()
     if release is None and user is not None and len(revision) == 40:
-        ids = list(
-            session.scalars(
-                select(Release.id)
-                .join(Release.model)
-                .join(Model.organisation)
-                .where(Organisation.slug == namespace, Model.name == name)
-                .order_by(*newest)
-            )
-        )
-        for release_id in ids:
-            if hmac.compare_digest(_commit_of(secrets, release_id, user.id), revision):
-                release = session.scalars(releases.where(Release.id == release_id)).unique().first()
+        for candidate in session.scalars(releases.order_by(*newest)).unique().all():
+            oid = card(candidate) if card else None
+            if hmac.compare_digest(_commit_of(secrets, candidate.id, user.id, oid), revision):
+                release = candidate
                 break
     if release is not None:
         return release

@@ -176,40 +176,88 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
-def model_card(report: dict[str, Any], licence: str | None) -> str:
-    """README.md for Hub clients: the Hub's metadata block with the gate figures, then a card."""
-    gates = report["gates"]
-    provenance = report.get("provenance") or {}
+def card_metadata(report: dict[str, Any], licence: str | None) -> dict[str, Any]:
+    """The Hub's metadata block for a release: licence, base models, datasets, gate figures.
+
+    Read from the report's public parts only (dataset and base-model names, the gates'
+    numeric figures): never a private sample, a canary or another field of the provenance.
+    """
     results = []
-    for gate in gates:
+    for gate in report["gates"]:
         metrics = [
             {"type": key, "value": value}
             for key, value in gate["figures"].items()
-            if isinstance(value, int | float) and not isinstance(value, bool) and key != "seconds"
+            if isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not key.endswith("seconds")  # timings: no figure of the model
         ]
         if metrics:
             results.append(
                 {
                     "task": {"type": "text-generation"},
+                    # One config per gate: Hub clients group results by task and dataset
+                    # type and config, never by name.
                     "dataset": {
                         "name": f"ringfence gate {gate['name']}",
                         "type": "ringfence-gates",
+                        "config": gate["name"],
                     },
                     "metrics": metrics,
                 }
             )
+    provenance = report.get("provenance") or {}
     meta: dict[str, Any] = {
         "license": (licence or "other").lower(),
         "base_model": report["model_details"]["base_models"] or None,
         "datasets": [d["name"] for d in provenance.get("datasets", [])] or None,
         "model-index": [{"name": report["release"], "results": results}],
     }
-    meta = {k: v for k, v in meta.items() if v is not None}
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
+    """A README's YAML front matter and the body after it.
+
+    (None, text) when the README opens with no `---` block, or with one that is not a YAML
+    mapping: such a block stays in the body, untouched.
+    """
+    lines = text.removeprefix("\ufeff").splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        return None, text
+    for end in range(1, len(lines)):
+        if lines[end].strip() == "---":
+            try:
+                meta = yaml.safe_load("".join(lines[1:end]))
+            except yaml.YAMLError:
+                return None, text
+            if meta is None:
+                meta = {}
+            if not isinstance(meta, dict):
+                return None, text
+            return meta, "".join(lines[end + 1 :])
+    return None, text
+
+
+def _block(meta: dict[str, Any]) -> str:
+    dumped = str(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    return "---\n" + dumped + "---\n"
+
+
+def model_card(report: dict[str, Any], licence: str | None, published: str | None = None) -> str:
+    """README.md for Hub clients: the Hub's metadata block with the gate figures, then a card.
+
+    With the publisher's own README.md (`published`), its body follows the block instead of
+    the generated card, and its own front matter is merged under ours: the keys the gates set
+    (license, base_model, datasets, model-index) are ours whatever it says, its other keys
+    (tags, language, pipeline_tag, ...) stay as it wrote them.
+    """
+    meta = card_metadata(report, licence)
+    if published is not None:
+        theirs, body = split_front_matter(published)
+        merged = {**meta, **{k: v for k, v in (theirs or {}).items() if k not in meta}}
+        return _block(merged) + "\n" + body.lstrip("\r\n")
+    gates = report["gates"]
     lines = [
-        "---",
-        yaml.safe_dump(meta, sort_keys=False).rstrip(),
-        "---",
-        "",
         f"# {report['release']}",
         "",
         f"Widest allowed circle: **{report['widest_circle']}** (policy {report['policy']}).",
@@ -218,4 +266,4 @@ def model_card(report: dict[str, Any], licence: str | None) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {g['name']} | {'yes' if g['passed'] else 'no'} | {g['reason']} |" for g in gates]
-    return "\n".join(lines) + "\n"
+    return _block(meta) + "\n" + "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,6 +285,24 @@ def run_gates(
             },
         )
     return run_id
+
+
+def model_card(
+    session: Session, release: Release, published: Callable[[], str | None]
+) -> str | None:
+    """The README.md Hub clients get for `release`: the latest finished run's model card,
+    None before any finished run.
+
+    `published()` gives the publisher's own README.md text (None when they shipped none);
+    it is read only when there is a card to make, and its body follows the metadata block.
+    """
+    from ringfence.gates import report as reports
+
+    run = latest_run(session, release, finished=True)
+    if run is None or run.report is None:
+        return None
+    licence = release.licence.slug if release.licence else None
+    return reports.model_card(run.report, licence, published())
 
 
 def run_summary(session: Session, run: GateRun) -> dict[str, object]:
