@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,3 +109,30 @@ def test_threshold_inverts_the_tail_bound() -> None:
     s = code.threshold(p, y, 1e-12)
     assert code.tail_bound(s, p, y) <= 1e-12 * 1.0001
     assert code.tail_bound(s * 0.97, p, y) > 1e-12
+
+
+def _log_tail_on_a_grid(s: float, p: np.ndarray, y: np.ndarray) -> float:
+    """min over a dense λ grid of K(λ) − λs, K written out directly (the reference)."""
+    a, b = np.sqrt((1 - p) / p), np.sqrt(p / (1 - p))
+    best = 0.0
+    for lam in np.geomspace(1e-4, 1e3, 4000):
+        k = np.sum(np.logaddexp(np.log(p) + lam * y * a, np.log(1 - p) - lam * y * b))
+        best = min(best, float(k) - lam * s)
+    return best
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 10**9), st.sampled_from([0.05, 0.4, 1.0]), st.floats(1.0, 30.0))
+def test_newtons_bound_is_the_minimum_over_lambda(seed: int, spread: float, z: float) -> None:
+    # soft symbols small and large, signs, and sparse ones: the bound Newton's method finds is
+    # never looser than a dense grid's (so it is the minimum), and every λ is a valid bound
+    rng = np.random.default_rng(seed)
+    p = code.thresholds(KEY, 512, 1 / 2400) / 65536
+    y = np.clip(rng.normal(0, spread, 512), -1, 1) * (rng.random(512) < 0.5)
+    s = z * float(np.sqrt(np.sum(y * y)))
+    newton = math.log(code.tail_bound(s, p, y)) if code.tail_bound(s, p, y) > 0 else -math.inf
+    grid = _log_tail_on_a_grid(s, p, y)
+    assert newton <= grid + 1e-6 * max(1.0, abs(grid))
+    limit = code.threshold(p, y, 1e-9)
+    assert math.log(code.tail_bound(limit, p, y)) <= math.log(1e-9) + 1e-6
+    assert code.tail_bound(limit * 0.98, p, y) > 1e-9
