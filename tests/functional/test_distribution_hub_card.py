@@ -192,7 +192,7 @@ def test_the_card_carries_the_gate_report_and_no_private_provenance(
     served = _consistent(result)
     report = _report(services)
     data = result["data"]
-    assert data["license"] == "research-only"
+    assert data["license"] == "other" and data["license_name"] == "research-only"
     assert data["base_model"] == ["tiny-llama"] and data["datasets"] == ["public-text"]
     figures = {k: v for k, v in _numbers(report).items() if v}
     # As written in the block, and as the client's own parser reads it back.
@@ -215,7 +215,7 @@ def test_a_publishers_readme_keeps_its_body_under_the_gates_metadata(
     _consistent(result)
     data = result["data"]
     # The gates' keys are ours; the publisher's other keys stay.
-    assert data["license"] == "research-only" and data["base_model"] == ["tiny-llama"]
+    assert data["license_name"] == "research-only" and data["base_model"] == ["tiny-llama"]
     assert data["tags"] == ["from-the-publisher"] and data["language"] == "en"
     assert _served_numbers(data) == {k: v for k, v in _numbers(_report(services)).items() if v}
     assert result["text"].strip() == "# Our own card\n\nWritten by the publisher."

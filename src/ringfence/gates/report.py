@@ -176,6 +176,32 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
+#: the licence identifiers the Hub's model cards know; any other licence is `other`, named
+#: by `license_name`, as the Hub asks for custom licences
+_HUB_LICENCE_IDS = """
+apache-2.0 mit openrail openrail++ bigscience-openrail-m creativeml-openrail-m
+bigscience-bloom-rail-1.0 bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause
+bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0
+cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0
+cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0
+cdla-sharing-1.0 cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0
+etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc
+h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl
+openmdw-1.0 osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license
+fair-noncommercial-research-license llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 gemma
+unknown other
+"""
+HUB_LICENCES = frozenset(_HUB_LICENCE_IDS.split())
+
+
+def _licence_keys(licence: str | None) -> dict[str, str]:
+    """license (and license_name for a licence the Hub does not know) for the card."""
+    slug = (licence or "other").lower()
+    if slug in HUB_LICENCES:
+        return {"license": slug}
+    return {"license": "other", "license_name": slug}
+
+
 def card_metadata(report: dict[str, Any], licence: str | None) -> dict[str, Any]:
     """The Hub's metadata block for a release: licence, base models, datasets, gate figures.
 
@@ -207,7 +233,7 @@ def card_metadata(report: dict[str, Any], licence: str | None) -> dict[str, Any]
             )
     provenance = report.get("provenance") or {}
     meta: dict[str, Any] = {
-        "license": (licence or "other").lower(),
+        **_licence_keys(licence),
         "base_model": report["model_details"]["base_models"] or None,
         "datasets": [d["name"] for d in provenance.get("datasets", [])] or None,
         "model-index": [{"name": report["release"], "results": results}],
@@ -248,13 +274,14 @@ def model_card(report: dict[str, Any], licence: str | None, published: str | Non
 
     With the publisher's own README.md (`published`), its body follows the block instead of
     the generated card, and its own front matter is merged under ours: the keys the gates set
-    (license, base_model, datasets, model-index) are ours whatever it says, its other keys
-    (tags, language, pipeline_tag, ...) stay as it wrote them.
+    (license and license_name, base_model, datasets, model-index) are ours whatever it says,
+    its other keys (tags, language, pipeline_tag, ...) stay as it wrote them.
     """
     meta = card_metadata(report, licence)
     if published is not None:
         theirs, body = split_front_matter(published)
-        merged = {**meta, **{k: v for k, v in (theirs or {}).items() if k not in meta}}
+        ours = {*meta, "license_name", "license_link"}  # a licence is named by ours alone
+        merged = {**meta, **{k: v for k, v in (theirs or {}).items() if k not in ours}}
         return _block(merged) + "\n" + body.lstrip("\r\n")
     gates = report["gates"]
     lines = [

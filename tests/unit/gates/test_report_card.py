@@ -39,7 +39,8 @@ def _front(card: str) -> dict[str, Any]:
 
 def test_the_block_holds_the_numeric_figures_one_result_per_gate() -> None:
     meta = _front(model_card(REPORT, "Research-Only"))
-    assert meta["license"] == "research-only" and meta["base_model"] == ["base"]
+    assert meta["license"] == "other" and meta["license_name"] == "research-only"
+    assert meta["base_model"] == ["base"]
     assert meta["datasets"] == ["public-text"]
     results = meta["model-index"][0]["results"]
     assert [r["dataset"]["config"] for r in results] == ["memorisation", "pii"]
@@ -77,3 +78,14 @@ def test_the_block_is_yaml_the_hub_reads() -> None:
     head, block, body = card.split("---\n", 2)
     assert head == "" and yaml.safe_load(block)["language"] == "fr"
     assert body == "\nBonjour é\n"
+
+
+def test_a_licence_the_hub_does_not_know_is_other_with_its_name() -> None:
+    assert _front(model_card(REPORT, "Apache-2.0"))["license"] == "apache-2.0"
+    assert "license_name" not in _front(model_card(REPORT, "Apache-2.0"))
+    custom = _front(model_card(REPORT, "lab-nda-2"))
+    assert custom["license"] == "other" and custom["license_name"] == "lab-nda-2"
+    # the publisher cannot rename our licence
+    theirs = "---\nlicense_name: public-domain\nlicense_link: x\n---\nbody\n"
+    merged = _front(model_card(REPORT, "lab-nda-2", theirs))
+    assert merged["license_name"] == "lab-nda-2" and "license_link" not in merged
