@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from ringfence.accounts.models import User
-from ringfence.audit.services import record
-from ringfence.audit.tags import EventTag
 from ringfence.catalogue.models import Release
 from ringfence.distribution import services as dist
 from ringfence.distribution import sources
@@ -122,23 +120,18 @@ def prepare_card(
         range_header = None  # the card changed since the client began: send all of it
     byte_range = parse_range(range_header, card.size)
     if send_body:
-        record(
+        dist.record_download(
             session,
-            EventTag.Distribution.Downloaded,
-            actor=user.email,
-            subject=f"release:{release.ref}",
+            user,
+            release,
+            path=PATH,
+            byte_range=byte_range,
+            size=card.size,
+            via="hub",
             ip=ip,
-            user_id=user.id,
-            payload={
-                "path": PATH,
-                "bytes": byte_range.length,
-                "range": [byte_range.start, byte_range.end],
-                "size": card.size,
-                "via": "hub",
-                "card": True,
-                "link_id": None,
-                "grant_id": grant.id,
-                "user_agent": (user_agent or "")[:300],
-            },
+            user_agent=user_agent,
+            card=True,
+            link_id=None,
+            grant_id=grant.id,
         )
     return CardDelivery(card, byte_range, commit_for(services, release, user.id, card))

@@ -180,24 +180,19 @@ def prepare_delivery(
     if send_body:
         if link is not None:
             links.charge(session, link, byte_range.length)
-        record(
+        record_download(
             session,
-            EventTag.Distribution.Downloaded,
-            actor=user.email,
-            subject=f"release:{release.ref}",
+            user,
+            release,
+            path=artifact.path,
+            byte_range=byte_range,
+            size=artifact.size,
+            via=via,
             ip=ip,
-            user_id=user.id,
-            payload={
-                "path": artifact.path,
-                "bytes": byte_range.length,
-                "range": [byte_range.start, byte_range.end],
-                "size": artifact.size,
-                "via": via,
-                "link_id": link.id if link else None,
-                "grant_id": grant.id,
-                "recipient": recipient.index,
-                "user_agent": (user_agent or "")[:300],
-            },
+            user_agent=user_agent,
+            link_id=link.id if link else None,
+            grant_id=grant.id,
+            recipient=recipient.index,
         )
     return Delivery(
         release,
@@ -206,6 +201,39 @@ def prepare_delivery(
         byte_range,
         tag,
         commit_hash(services.secrets, release, user.id),
+    )
+
+
+def record_download(
+    session: Session,
+    user: User,
+    release: Release,
+    *,
+    path: str,
+    byte_range: ByteRange,
+    size: int,
+    via: str,
+    ip: str | None,
+    user_agent: str | None,
+    **detail: object,
+) -> None:
+    """The `distribution:downloaded` event of one GET: who, which bytes of which file, how."""
+    record(
+        session,
+        EventTag.Distribution.Downloaded,
+        actor=user.email,
+        subject=f"release:{release.ref}",
+        ip=ip,
+        user_id=user.id,
+        payload={
+            "path": path,
+            "bytes": byte_range.length,
+            "range": [byte_range.start, byte_range.end],
+            "size": size,
+            "via": via,
+            **detail,
+            "user_agent": (user_agent or "")[:300],
+        },
     )
 
 
