@@ -10,7 +10,10 @@ TRACE_BENCH_ATTACKS (comma-separated names, default all), TRACE_BENCH_PERF=0 to 
 TRACE_BENCH_WORKERS (processes, default 2), TRACE_BENCH_DEADLINE ("HH:MM" UTC: no trial starts
 after it), TRACE_BENCH_LOG (append each trial as a JSON line), TRACE_BENCH_FROM_LOG (build the
 table from such a log instead of running the trials), TRACE_BENCH_FIRST_TRIAL (start at this
-trial number, so that a later run appending to the same log adds trials with new seeds).
+trial number, so that a later run appending to the same log adds trials with new seeds; the
+table keeps one result per attack and trial number). bench/results/trace-trials.jsonl is the
+log of the committed table: extend it with TRACE_BENCH_LOG=bench/results/trace-trials.jsonl
+TRACE_BENCH_FIRST_TRIAL=N, then rebuild with TRACE_BENCH_FROM_LOG set to the same file.
 """
 
 from __future__ import annotations
@@ -383,9 +386,11 @@ def run_trials(
 
 def table(names: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the robustness table (attack, trials, identified, innocents accused, weakest)."""
+    # one result per (attack, trial): a later run appending to the same log replaces a trial
+    latest = {(r["attack"], r["trial"]): r for r in results}
     rows = []
     for name in names:
-        mine = [r for r in results if r["attack"] == name]
+        mine = [r for (attack, _), r in latest.items() if attack == name]
         if not mine:
             continue
         rows.append(
