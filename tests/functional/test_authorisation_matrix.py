@@ -742,7 +742,7 @@ CARD_TABLE: dict[tuple[str, str], Entry] = {
     ),
 }
 #: how the served card begins: its metadata block
-CARD_HEAD = b"---\nlicense: research-only\nmodel-index:"
+CARD_HEAD = b"---\nlicense: other\nlicense_name: research-only\nmodel-index:"
 
 
 def _gate_report(ref: str) -> dict[str, Any]:
