@@ -818,26 +818,9 @@ def _add_person(
         world.tokens[(person.key, scope)] = create_token(session, user, scope, actor="test").raw
     for circle in person.granted:
         # The same grant on the circle's release with a model card, without a link of its own.
-        _add_grant(session, person, user, carded[circle])
+        _settle(_add_grant(session, person, user, carded[circle]), person)
         release = releases[circle]
-        grant = Grant(
-            user_id=user.id,
-            release_id=release.id,
-            granted_by="test",
-            state="active",
-            mode=person.mode,
-            expires_at=utcnow() + timedelta(days=30),
-        )
-        session.add(grant)
-        session.add(
-            LicenceAcceptance(
-                user_id=user.id,
-                release_id=release.id,
-                licence_id=release.licence.id,
-                licence_ref=release.licence.ref,
-                text_sha256=release.licence.sha256,
-            )
-        )
+        grant = _add_grant(session, person, user, release)
         session.flush()
         new = links.create_link(
             session, world.services.secrets, grant, release, actor="test", uses=100
@@ -845,21 +828,19 @@ def _add_person(
         world.links[(person.key, circle)] = new.token
         if person.grant == "active" and person.mode == "download":
             ensure_manifest(session, release, user)
-        elif person.grant == "revoked":
-            grant.state, grant.revoked_reason = "revoked", "matrix"
-        elif person.grant == "expired":
-            grant.expires_at = utcnow() - timedelta(days=1)
+        else:
+            _settle(grant, person)  # after the link: links are made on a live grant
 
 
-def _add_grant(session: Session, person: Person, user: User, release: Any) -> None:
+def _add_grant(session: Session, person: Person, user: User, release: Any) -> Grant:
+    """A live grant of `person` on `release`, with the licence accepted (`_settle` ends it)."""
     grant = Grant(
         user_id=user.id,
         release_id=release.id,
         granted_by="test",
-        state="revoked" if person.grant == "revoked" else "active",
-        revoked_reason="matrix" if person.grant == "revoked" else None,
+        state="active",
         mode=person.mode,
-        expires_at=utcnow() + timedelta(days=-1 if person.grant == "expired" else 30),
+        expires_at=utcnow() + timedelta(days=30),
     )
     session.add(grant)
     session.add(
@@ -871,6 +852,15 @@ def _add_grant(session: Session, person: Person, user: User, release: Any) -> No
             text_sha256=release.licence.sha256,
         )
     )
+    return grant
+
+
+def _settle(grant: Grant, person: Person) -> None:
+    """Put the grant in the state the person's row names: revoked or expired, else as it is."""
+    if person.grant == "revoked":
+        grant.state, grant.revoked_reason = "revoked", "matrix"
+    elif person.grant == "expired":
+        grant.expires_at = utcnow() - timedelta(days=1)
 
 
 @pytest.fixture(scope="module")

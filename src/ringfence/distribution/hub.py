@@ -18,7 +18,6 @@ grant gets the gated-repository answer and `GatedRepoError`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -405,7 +404,7 @@ def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> R
                 ip=ip,
                 user_agent=ua,
             )
-        delivery = dist.prepare_delivery(
+        return dist.prepare_delivery(
             session,
             services,
             release=release,
@@ -417,9 +416,8 @@ def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> R
             via="hub",
             ip=ip,
             user_agent=ua,
+            card=card.oid if card else None,  # every file is at the commit naming the card
         )
-        # Every file of a carded release is at the commit that names its card.
-        return dataclasses.replace(delivery, commit=commit[0])
 
     def refuse(exc: RingfenceError) -> Response:
         return _translate(exc, repo, commit[0] if commit else None).response()

@@ -162,8 +162,12 @@ def prepare_delivery(
     via: str,
     ip: str | None = None,
     user_agent: str | None = None,
+    card: str | None = None,
 ) -> Delivery:
-    """Check the grant, choose the bytes, charge the link and audit the use (GET only)."""
+    """Check the grant, choose the bytes, charge the link and audit the use (GET only).
+
+    `card` is the blob id of the release's Hub model card, which the commit folds in.
+    """
     grant = sources.authorise(session, user, release)
     assert user is not None  # authorise refuses anonymous callers
     if link is not None and not _link_of(link, grant):
@@ -200,7 +204,7 @@ def prepare_delivery(
         recipient,
         byte_range,
         tag,
-        commit_hash(services.secrets, release, user.id),
+        commit_hash(services.secrets, release, user.id, card=card),
     )
 
 
