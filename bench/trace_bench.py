@@ -13,7 +13,8 @@ table from such a log instead of running the trials), TRACE_BENCH_FIRST_TRIAL (s
 trial number, so that a later run appending to the same log adds trials with new seeds; the
 table keeps one result per attack and trial number). bench/results/trace-trials.jsonl is the
 log of the committed table: extend it with TRACE_BENCH_LOG=bench/results/trace-trials.jsonl
-TRACE_BENCH_FIRST_TRIAL=N, then rebuild with TRACE_BENCH_FROM_LOG set to the same file.
+(the trials it already holds are not run again), then rebuild with TRACE_BENCH_FROM_LOG set to
+the same file.
 """
 
 from __future__ import annotations
@@ -433,6 +434,10 @@ def robustness(
     rounds = max(trials_of(n, trials) for n in names)
     first = int(os.environ.get("TRACE_BENCH_FIRST_TRIAL", "0"))
     tasks = [(n, t) for t in range(first, rounds) for n in names if t < trials_of(n, trials)]
+    if log is not None and log.exists():
+        # resuming into the same log: the (attack, trial) pairs it holds are not run again
+        held = {(r["attack"], r["trial"]) for r in map(json.loads, log.read_text().splitlines())}
+        tasks = [t for t in tasks if t not in held]
     return table(names, run_trials(tasks, workers, deadline, log))
 
 
@@ -578,6 +583,24 @@ def performance(
                     note=f"linear in recipients expected ({n // score_sizes[0]}x)",
                 )
             )
+            whole = t
+        # the tracer's prefix screen: everyone on the least code, the best SCREEN_KEEP in full
+        least = code.CodeParams().least_length
+        started = time.perf_counter()
+        scored = score_all(key, limits, y, np.arange(score_sizes[-1]), screen=least)
+        t = time.perf_counter() - started
+        out.append(
+            ratio_row(
+                SECTION,
+                f"score {score_sizes[-1]:,} recipients, screened on the first {least:,} symbols",
+                t,
+                "s",
+                f"the same scored on all {length:,}",
+                whole,
+                higher_is_better=False,
+                note=f"{scored.screened_out:,} screened out; about {least / length:.2f}x expected",
+            )
+        )
     return out
 
 

@@ -165,6 +165,22 @@ def test_two_colluders_averaged_then_q4_0(
     code, result = trace(lab, capsys, str(leaked))
     assert code == 0
     assert accused(result) == {ALICE, BOB}
+    assert not any("screened" in step for step in result["alignment"])
+    # the prefix screen a trace against many recipients uses, here made to bite at 1,002
+    from ringfence.fingerprint import accuse
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(accuse, "SCREEN_KEEP", 50)
+        code, screened = trace(lab, capsys, str(leaked), "--release", REF)
+    assert code == 0
+    assert accused(screened) == {ALICE, BOB}
+    step = next(s for s in screened["alignment"] if "screened" in s)
+    assert step.startswith("screened 1,002 recipients on the first 16,448 code symbols")
+    assert step.endswith("the best 50 scored on all 49,344")
+    # the same full scores and p-values (the union bound still over all 1,002) for those kept
+    for mine, theirs in zip(screened["accused"], result["accused"], strict=True):
+        assert mine["score"] == pytest.approx(theirs["score"])
+        assert mine["p_value"] == pytest.approx(theirs["p_value"])
 
 
 def test_pytorch_checkpoint_of_half_the_layers(

@@ -419,7 +419,7 @@ def detect_copy(
     params = release_params(release)
     limits = release_thresholds(key, params)
     verdict = decide(
-        score_all(key, limits, symbols, ids),
+        score_all(key, limits, symbols, ids, screen=params.least_length),
         ids,
         limits,
         symbols,

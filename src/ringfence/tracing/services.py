@@ -439,8 +439,14 @@ def _statistical_path(
         )
         return base
     say(f"scoring {ids.size:,} recipients")
-    all_scores = score_all(key, limits, soft.symbols, ids)
-    verdict = decide(all_scores, ids, limits, soft.symbols, bound=bound)
+    scored = score_all(key, limits, soft.symbols, ids, screen=params.least_length)
+    if scored.screened_out:
+        steps.append(
+            f"screened {ids.size:,} recipients on the first {scored.screen:,} code symbols "
+            f"(the least code for {params.max_colluders} colluders); the best "
+            f"{ids.size - scored.screened_out:,} scored on all {length:,}"
+        )
+    verdict = decide(scored, ids, limits, soft.symbols, bound=bound)
     base.verdict = verdict
     base.threshold_z = verdict.threshold_z
     names = _emails(session, release, [c.index for c in verdict.candidates])

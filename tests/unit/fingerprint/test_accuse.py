@@ -32,7 +32,7 @@ def test_innocents_never_accused_and_p_values_roughly_uniform() -> None:
         assert not verdict.accused
         assert all(c.p_value > 1e-3 for c in verdict.candidates)
         p = LIMITS.astype(np.float64) / code.RESOLUTION
-        sample = rng.choice(scores, 40, replace=False)
+        sample = rng.choice(scores.values, 40, replace=False)
         single_tails.extend(code.tail_bound(float(s), p, y) for s in sample)
     tails = np.array(single_tails)
     # a Chernoff bound is conservative: P(tail <= a) <= a for every level a
@@ -56,3 +56,43 @@ def test_nothing_read_accuses_nobody() -> None:
     verdict = decide(score_all(KEY, LIMITS, soft.symbols, ids), ids, LIMITS, soft.symbols)
     assert verdict.accused == ()
     assert soft.read == 0
+
+
+def test_a_prefix_screen_accuses_as_the_whole_code_does() -> None:
+    rng = np.random.default_rng(2)
+    colluders = [11, 1500]
+    y = _symbols_of(colluders, 0.2, rng)
+    ids = np.arange(3000)
+    whole = score_all(KEY, LIMITS, y, ids)
+    screened = score_all(KEY, LIMITS, y, ids, screen=LENGTH // 4, keep=200)
+    assert screened.screen == LENGTH // 4
+    assert int(np.count_nonzero(screened.exact)) == 200
+    assert screened.screened_out == 2800
+    assert set(colluders) <= set(ids[screened.exact].tolist())
+    # those scored in full have their whole-code scores; the rest their prefix z
+    np.testing.assert_allclose(screened.values[screened.exact], whole.values[screened.exact])
+    prefix = score_all(KEY, LIMITS[: LENGTH // 4], y[: LENGTH // 4], ids)
+    rest = ~screened.exact
+    np.testing.assert_allclose(
+        screened.values[rest] / np.linalg.norm(y),
+        prefix.values[rest] / np.linalg.norm(y[: LENGTH // 4]),
+    )
+    a = decide(whole, ids, LIMITS, y, bound=1e-9)
+    b = decide(screened, ids, LIMITS, y, bound=1e-9)
+    assert [c.index for c in b.accused] == [c.index for c in a.accused]
+    assert {c.index for c in b.accused} == set(colluders)
+    assert b.recipients == 3000 and b.threshold_z == a.threshold_z  # the union bound counts all
+    assert b.screen == LENGTH // 4 and a.screen == 0
+    assert all(screened.exact[c.index] for c in b.candidates)
+
+
+def test_a_screen_is_skipped_when_it_cannot_help() -> None:
+    y = _symbols_of([5], 0.1, np.random.default_rng(3))
+    ids = np.arange(500)
+    few = score_all(KEY, LIMITS, y, ids, screen=512, keep=500)  # no more than keep recipients
+    assert few.exact.all() and few.screen == 0
+    blind = y.copy()
+    blind[:512] = 0.0  # nothing read in the prefix: it cannot rank anyone
+    unread = score_all(KEY, LIMITS, blind, ids, screen=512, keep=10)
+    assert unread.exact.all() and unread.screen == 0
+    assert score_all(KEY, LIMITS, y, ids, screen=LENGTH, keep=10).exact.all()
