@@ -15,8 +15,12 @@ SAMPLES = 2
 def run() -> list[dict[str, Any]]:
     """One markdown table: perplexity and its change for each variant."""
     from ringfence.demo import demo_hf_dir
+    from ringfence.fingerprint.code import CodeParams
+    from ringfence.fingerprint.plan import fitted_length
     from ringfence.fingerprint.quality import compare
+    from ringfence.formats.index import read_index
 
+    length = fitted_length([read_index(demo_hf_dir() / "model.safetensors")], CodeParams())
     started = time.perf_counter()
     # the release's density (1/16) and the one releases before migration 0006 keep (1/8)
     rows = compare(demo_hf_dir(), KEY, tokens=20480, samples=SAMPLES, densities=(3,))
@@ -37,7 +41,8 @@ def run() -> list[dict[str, Any]]:
         f"{rows[0].tokens:,} tokens of src/ringfence/data/heldout.txt, fp32 inference, "
         f"windows of 1,024 tokens; each sample is an antithetic pair (a recipient's copy and "
         f"its complementary codeword's; a rounding draw and its negation), {SAMPLES} pairs per "
-        f"row: the fingerprint's cost at 1/16 ({cost:+.4f}) is {verdict} the bf16 cast's "
+        f"row, the code of {length:,} symbols publish fits to this model: "
+        f"the fingerprint's cost at 1/16 ({cost:+.4f}) is {verdict} the bf16 cast's "
         f"({cast:+.4f}). The original is bf16, so its bf16 cast is reproduced as a uniform "
         f"±½-ulp rounding error. {spent:.0f} s."
     )

@@ -223,7 +223,7 @@ def publish(
 
     `fingerprint` is what the release's fingerprint code must withstand (default: a million
     recipients, 8 colluders, 1e-9); a release whose matrices cannot carry that code is refused.
-    The code is as long as the matrices carry, up to 4x the least (`plan.fitted_length`),
+    The code is as long as the matrices carry, up to 3x the least (`plan.fitted_length`),
     unless `fingerprint.length` fixes it. Everything is validated before anything is stored or
     recorded, so a refused or interrupted publish leaves no release behind (stored blobs are
     content-addressed and harmless).

@@ -34,7 +34,7 @@ import numpy as np
 
 from ringfence.errors import InvalidInput
 from ringfence.fingerprint import code
-from ringfence.fingerprint.plan import build_plan
+from ringfence.fingerprint.plan import build_plan, fitted_length
 from ringfence.fingerprint.stream import fingerprinted_bytes
 from ringfence.formats.index import read_index
 
@@ -115,7 +115,8 @@ def compare(
     The fingerprinted copy is measured for `samples` antithetic pairs of recipients and the
     bf16 cast for `samples` antithetic pairs of rounding draws (module docstring): each row is
     the mean, each pair's mean is in `samples_delta`. `params` are the release's (default:
-    a new release's); `densities` adds a fingerprinted row for each other density 2^-d.
+    a new release's, its code fitted to the model as publish fits it); `densities` adds a
+    fingerprinted row for each other density 2^-d.
     """
     import torch
     from safetensors.torch import load
@@ -131,8 +132,8 @@ def compare(
     raw = load(weights.read_bytes())
     original = {k: v.float() for k, v in raw.items()}
     all_bf16 = all(t.dtype == torch.bfloat16 for t in raw.values())
-    params = params or code.CodeParams()
     index = read_index(weights)
+    params = params or code.CodeParams(length=fitted_length([index], code.CodeParams()))
     limits = code.thresholds(key, params.design.length, params.cutoff)
 
     def fingerprinted(density: int) -> Variant:
