@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ringfence.audit.models import AuditEvent
 from ringfence.catalogue import services as catalogue
 from ringfence.catalogue.models import Release
 from ringfence.db import transaction
+from ringfence.downstream.models import ScheduleStep
 from ringfence.incidents import services as incidents
+from ringfence.mail.models import Mail
 from ringfence.wiring import Services
 from tests.conftest import CliRunner
 from tests.fixtures_access import Inbox, make_release, make_user
@@ -45,6 +48,7 @@ def _circle(services: Services) -> str:
 
 
 LEAK = "https://leak.example/tiny"
+ADMIN = "admin@lab.example"
 
 
 def test_schedule_waits_for_its_date_and_holds_on_an_open_incident(
@@ -99,6 +103,43 @@ def test_schedule_waits_for_its_date_and_holds_on_an_open_incident(
     assert "widened to the research circle" in inbox.to("admin@lab.example")[-1]["Subject"]
     # Done steps are not taken twice.
     assert cli("schedule", "run", "--now", "2030-04-01", "--json").json() == []
+
+
+def test_a_step_two_workers_list_at_once_is_taken_once(
+    lab: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A lists the due step; worker B lists it too and takes it before A goes on."""
+    import threading
+    from datetime import UTC, datetime
+
+    from ringfence.downstream import schedules
+
+    with transaction(lab.sessions) as session:
+        release = catalogue.get_release(session, "tiny@1.0")
+        schedules.plan(session, release, "research", datetime(2030, 3, 1, tzinfo=UTC), actor="test")
+    listed = schedules._due
+    others: list[schedules.StepOutcome] = []
+    raced = threading.Event()
+
+    def racing(session: Session, now: datetime) -> list[ScheduleStep]:
+        steps = listed(session, now)
+        if not raced.is_set():  # A has listed the step: B runs whole, on its own connection
+            raced.set()
+            worker = threading.Thread(target=lambda: others.extend(schedules.run_due(lab, now)))
+            worker.start()
+            worker.join()
+        return steps
+
+    monkeypatch.setattr(schedules, "_due", racing)
+    mine = schedules.run_due(lab, datetime(2030, 3, 2, tzinfo=UTC))
+    assert [o.outcome for o in others] == ["taken"]
+    assert mine == []  # A found the step taken: nothing done twice
+    assert _circle(lab) == "research"
+    assert len(_tags(lab, "downstream:schedule:taken")) == 1
+    assert len(_tags(lab, "access:circle:changed")) == 1
+    with lab.sessions() as session:  # one notice queued to the admins, not two
+        subjects = session.scalars(select(Mail.subject).where(Mail.to == ADMIN)).all()
+    assert len([s for s in subjects if "widened" in s]) == 1
 
 
 def test_schedule_refuses_what_is_no_widening(lab: Services, cli: CliRunner) -> None:

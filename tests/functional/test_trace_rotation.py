@@ -18,6 +18,7 @@ from ringfence.catalogue import services as catalogue
 from ringfence.db import transaction
 from ringfence.fingerprint import services as fingerprint
 from ringfence.fingerprint.code import CodeParams
+from ringfence.fingerprint.plan import MAX_LENGTH_FACTOR
 from ringfence.tracing import services as tracing
 from ringfence.wiring import Services
 from tests.conftest import write_tiny_model
@@ -45,8 +46,8 @@ def _model(directory: Path) -> Path:
 def test_a_rotated_then_4_bit_quantised_copy_names_its_recipient(
     services: Services, tmp_path: Path
 ) -> None:
-    # a code four times TINY_CODE's length: a 128-symbol code reads z ~ 9 from an exact copy,
-    # too near the threshold (~5.5) once Q4_0 has taken its share
+    # a code longer than TINY_CODE's: a 128-symbol code reads z ~ 9 from an exact copy, too
+    # near the threshold (~5.5) once Q4_0 has taken its share
     with transaction(services.sessions) as s:
         catalogue.init_organisation(s, "lab")
         catalogue.publish(
@@ -59,6 +60,10 @@ def test_a_rotated_then_4_bit_quantised_copy_names_its_recipient(
         )
     with transaction(services.sessions) as s:
         release = catalogue.get_release(s, "tiny@1.0")
+        # publish stored the length fitted to the matrices: the cap, 3x the least
+        params = fingerprint.release_params(release)
+        assert release.fingerprint_code_length == params.design.length
+        assert params.design.length == MAX_LENGTH_FACTOR * params.least_length
         fingerprint.simulate_recipients(s, release, 40, actor="test")
         fingerprint.make_copy(
             s, services.blobs, services.secrets, release, LEAKER, tmp_path / "copy", actor="test"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ringfence.access import circles
@@ -136,19 +136,45 @@ def _take(services: Services, session: Session, step: ScheduleStep, now: datetim
     return StepOutcome(release.ref, step.circle, "taken")
 
 
+def _due(session: Session, now: datetime) -> list[ScheduleStep]:
+    return list(
+        session.scalars(
+            select(ScheduleStep)
+            .where(ScheduleStep.state == "planned", ScheduleStep.due_at <= now)
+            .options(selectinload(ScheduleStep.release))
+            .order_by(ScheduleStep.due_at, ScheduleStep.id)
+        )
+    )
+
+
+def _claim(session: Session, step: ScheduleStep) -> bool:
+    """Lock the step's row and re-read it: True when it is still planned.
+
+    Two workers' runs may both have listed a step; the write lock (a row lock on PostgreSQL,
+    the database's on SQLite) makes the second wait for the first's commit, and the re-read
+    then shows it taken (or its hold already recorded), so nothing is done or mailed twice.
+    """
+    locked = session.execute(
+        update(ScheduleStep)
+        .where(ScheduleStep.id == step.id, ScheduleStep.state == "planned")
+        .values(state="planned")
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(locked, "rowcount", 0):
+        return False
+    session.refresh(step)
+    session.refresh(step.release)
+    return True
+
+
 def run_due(services: Services, now: datetime | None = None) -> list[StepOutcome]:
     """Take every planned step due at `now` (default: the services' clock), oldest first."""
     now = now or services.clock()
     outcomes: list[StepOutcome] = []
     with transaction(services.sessions) as session:
-        due = session.scalars(
-            select(ScheduleStep)
-            .where(ScheduleStep.state == "planned", ScheduleStep.due_at <= now)
-            .options(selectinload(ScheduleStep.release))
-            .order_by(ScheduleStep.due_at, ScheduleStep.id)
-        ).all()
-        for step in due:
-            outcomes.append(_take(services, session, step, now))
+        for step in _due(session, now):
+            if _claim(session, step):
+                outcomes.append(_take(services, session, step, now))
     if outcomes:
         services.mailer.deliver_pending(services.sessions)
     return outcomes
