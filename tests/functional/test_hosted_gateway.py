@@ -367,9 +367,26 @@ def test_quota_refuses_with_429_and_retry_after(server: Server) -> None:
         assert "hosted:call:refused" in list(tags)
 
 
-def test_revocation_cuts_a_stream_in_flight(server: Server) -> None:
+def test_revocation_cuts_a_stream_in_flight(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A grant revoked while its stream runs: the stream ends with an error event, the call
     is logged as cut, and the next request is refused."""
+    import threading
+
+    from ringfence.hosted import gateway
+
+    # The stream's first re-read of its grant waits until the test has revoked it: a fast
+    # machine would otherwise finish the 200 tokens before the revocation commits.
+    revoked = threading.Event()
+    recheck = gateway._recheck
+
+    def after_revocation(request: object, grant_id: int) -> str | None:
+        revoked.wait(30)
+        return recheck(request, grant_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gateway, "RECHECK_S", 0.0)
+    monkeypatch.setattr(gateway, "_recheck", after_revocation)
     client = server.client("cut")
     stream = client.completions.create(
         model=MODEL, prompt="Tell a long story:", max_tokens=200, temperature=0, stream=True
@@ -380,6 +397,7 @@ def test_revocation_cuts_a_stream_in_flight(server: Server) -> None:
         grant = session.get(Grant, server.grant("cut@hosted.example").id)
         assert grant is not None
         revoke_grant(session, grant, reason="NDA ended", actor="test")
+    revoked.set()
     with pytest.raises(openai.APIError, match="NDA ended"):
         for _ in pieces:
             pass
