@@ -68,8 +68,6 @@ class Verdict:
     threshold_z: float
     norm: float
     scores: F64
-    #: symbols of the prefix screen the scores went through (0: none)
-    screen: int = 0
 
     @property
     def accused(self) -> tuple[Candidate, ...]:
@@ -141,15 +139,14 @@ def score_all(
     """
     ids = np.asarray(recipients, dtype=np.int64).ravel()
     keep = SCREEN_KEEP if keep is None else keep
-    every = np.ones(ids.size, dtype=np.bool_)
-    if not 0 < screen < limits.size or ids.size <= keep:
-        return Scores(_score_chunks(key, limits, symbols, ids, progress), every)
-    head = float(np.sqrt(np.sum(symbols[:screen] ** 2)))
-    if head == 0.0:  # nothing read in the prefix: it cannot screen
+    # a prefix with nothing read in it cannot rank anyone: then no screen either
+    head = float(np.linalg.norm(symbols[:screen])) if 0 < screen < limits.size else 0.0
+    if ids.size <= keep or head == 0.0:
+        every = np.ones(ids.size, dtype=np.bool_)
         return Scores(_score_chunks(key, limits, symbols, ids, progress), every)
     first = _score_chunks(key, limits[:screen], symbols[:screen], ids, progress)
     best = np.argpartition(-first, keep - 1)[:keep]
-    values = first * (float(np.sqrt(np.sum(symbols**2))) / head)
+    values = first * (float(np.linalg.norm(symbols)) / head)
     values[best] = _score_chunks(key, limits, symbols, ids[best], None)
     exact = np.zeros(ids.size, dtype=np.bool_)
     exact[best] = True
@@ -172,7 +169,7 @@ def decide(
     norm = math.sqrt(float(np.sum(symbols**2)))
     p = limits.astype(np.float64) / RESOLUTION
     if norm == 0.0 or ids.size == 0:
-        return Verdict((), ids.size, bound, math.inf, norm, all_scores, scored.screen)
+        return Verdict((), ids.size, bound, math.inf, norm, all_scores)
     cut = threshold(p, symbols, bound / n)
     # only recipients scored on the whole code stand as candidates (a screen's estimates do not)
     ranked = np.where(scored.exact, all_scores, -np.inf)
@@ -191,4 +188,4 @@ def decide(
                 accused=bool(s >= cut and tail * n <= bound),
             )
         )
-    return Verdict(tuple(candidates), ids.size, bound, cut / norm, norm, all_scores, scored.screen)
+    return Verdict(tuple(candidates), ids.size, bound, cut / norm, norm, all_scores)
